@@ -1,0 +1,308 @@
+"""Parser facade: criteria text → `ast.Module`, or syntax diagnostics.
+
+Stage: first. The lark grammar (`grammar/criteria.lark`, LALR) is loaded once per process.
+Lark exceptions never escape: they become `Diagnostic`s with the tokens that were expected,
+and the parser resumes after the bad token so that one run reports every syntax error.
+
+>>> module = parse(Source("t.elig", 'inclusion I1 "Adults": age >= 18 years'))
+>>> module.items[0].key
+'I1'
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .diagnostics import CompileError, DiagnosticSink
+from .source import Source, Span
+
+# Readable names for grammar terminals in "expected …" messages.
+_TERMINAL_NAMES = {
+    "STRING": "a quoted text", "NAME": "a name", "NUMBER": "a number", "SIGNED_NUMBER": "a number",
+    "UNIT": "a unit", "TIME_UNIT": "days, weeks, months or years", "COMPARATOR": "a comparison (>=, <, …)",
+    "KEY": "a criterion key such as I1 or E3", "TRIAL_ID": "a registry id", "COLON": "':'",
+    "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "CRITERION_KIND": "inclusion or exclusion",
+    "CODE_SYSTEM": "a code system (icd10cm, icd10, snomed, atc, rxnorm, loinc, local)",
+}
+_MAX_EXPECTED = 8
+
+
+@functools.cache
+def _lark() -> Lark:
+    grammar = resources.files("grammar").joinpath("criteria.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def parse(source: Source) -> ast.Module:
+    """Parse one file; raise `CompileError` with every syntax error found."""
+    sink = DiagnosticSink(source)
+    tree = _parse_tree(source, sink)
+    if sink.has_errors or tree is None:
+        raise CompileError(sink.items)
+    try:
+        return _ToAst().transform(tree)
+    except VisitError as exc:  # a malformed literal the grammar let through
+        sink.error("syntax_error", str(exc.orig_exc), Span.from_meta(exc.obj.meta))
+        raise CompileError(sink.items) from None
+
+
+# Top-level items are self-delimiting, so after an error the parser can resume at the next
+# line that starts one. The skipped text is blanked (newlines kept) so positions stay exact.
+_ITEM_START = re.compile(
+    r"^[ \t]*(inclusion|exclusion|define|analyte|conditions|medications|procedures|fact|import|trial|labs)\b", re.M
+)
+_MAX_ERRORS = 50
+
+
+def _parse_tree(source: Source, sink: DiagnosticSink):
+    text, resumed_at = source.text, -1
+    while len(sink.items) < _MAX_ERRORS:
+        try:
+            tree = _lark().parse(text)
+        except UnexpectedInput as exc:
+            _report(exc, source, sink)
+            resumed_at = _next_item_start(text, _error_offset(exc, text), resumed_at)
+            if resumed_at is None:
+                return None
+            text = re.sub(r"[^\n]", " ", text[:resumed_at]) + text[resumed_at:]
+            continue
+        return None if sink.items else tree
+    return None
+
+
+def _error_offset(exc: UnexpectedInput, text: str) -> int:
+    token = getattr(exc, "token", None)
+    if token is not None and token.type != "$END":
+        return token.start_pos
+    pos = getattr(exc, "pos_in_stream", None)
+    return len(text) if pos is None else pos
+
+
+def _next_item_start(text: str, offset: int, previous: int) -> int | None:
+    """Where to resume: the first item start at or after the error, past the last resume point.
+
+    An error *at* an item keyword means the item before it was cut short, so parsing resumes
+    right there; otherwise at the next line that starts an item.
+    """
+    line_start = text.rfind("\n", 0, offset) + 1
+    for match in _ITEM_START.finditer(text, line_start):
+        if match.start() > previous and (match.start() >= offset or match.end() > offset):
+            return match.start()
+    return None
+
+
+def _report(exc: UnexpectedInput, source: Source, sink: DiagnosticSink) -> None:
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "$END":
+            span = Span.at(source.text, max(len(source.text) - 1, 0))
+            sink.error("syntax_error", "unexpected end of file", span, _expected_hint(exc.expected))
+        else:
+            sink.error("syntax_error", f"unexpected {_describe(tok)}", Span.from_token(tok), _expected_hint(exc.expected))
+    elif isinstance(exc, UnexpectedCharacters):
+        span = Span.at(source.text, exc.pos_in_stream)
+        char = source.text[exc.pos_in_stream]
+        hint = "text must be in double quotes" if char in "'“”" else _expected_hint(exc.allowed)
+        sink.error("unexpected_character", f"unexpected character {char!r}", span, hint)
+    elif isinstance(exc, UnexpectedEOF):
+        span = Span.at(source.text, max(len(source.text) - 1, 0))
+        sink.error("syntax_error", "unexpected end of file", span, _expected_hint(exc.expected))
+
+
+def _describe(tok: Token) -> str:
+    return f"{tok.value!r}" if tok.type not in ("STRING",) else "quoted text"
+
+
+def _expected_hint(expected) -> str | None:
+    names = sorted({_TERMINAL_NAMES.get(t, _literal(t)) for t in (expected or ()) if t != "$END"})
+    if not names:
+        return None
+    shown = names[:_MAX_EXPECTED] + (["…"] if len(names) > _MAX_EXPECTED else [])
+    return "expected " + ", ".join(shown)
+
+
+def _literal(terminal: str) -> str:
+    pattern = _lark().get_terminal(terminal).pattern if terminal in _terminal_names() else None
+    if pattern is not None and pattern.type == "str":
+        return repr(pattern.value)
+    return terminal.lower()
+
+
+@functools.cache
+def _terminal_names() -> frozenset[str]:
+    return frozenset(t.name for t in _lark().terminals)
+
+
+def _number(tok: Token) -> float:
+    return float(tok)
+
+
+def _unquote(tok: Token) -> str:
+    return bytes(tok[1:-1], "utf-8").decode("unicode_escape") if "\\" in tok else tok[1:-1]
+
+
+@v_args(meta=True, inline=True)
+class _ToAst(Transformer):
+    """Builds `ast` nodes from lark's tree; names match grammar rules one to one."""
+
+    def start(self, meta, *items):
+        return ast.Module(tuple(items), span=Span.from_meta(meta))
+
+    def import_stmt(self, meta, path):
+        return ast.Import(_unquote(path), span=Span.from_meta(meta))
+
+    def trial_meta(self, meta, trial_id, *fields):
+        return ast.TrialMeta(str(trial_id), tuple(fields), span=Span.from_meta(meta))
+
+    def meta_field(self, meta, name, value):
+        return ast.MetaField(str(name), value, span=Span.from_meta(meta))
+
+    def string_lit(self, meta, tok):
+        return _unquote(tok)
+
+    def number_lit(self, meta, tok):
+        value = float(tok)
+        return int(value) if value.is_integer() else value
+
+    def list_lit(self, meta, *items):
+        return list(items)
+
+    def default_freshness(self, meta, duration):
+        return ast.DefaultFreshness(duration, span=Span.from_meta(meta))
+
+    def define(self, meta, name, *rest):
+        title = _unquote(rest[0]) if len(rest) == 2 else None
+        return ast.Define(str(name), title, rest[-1], span=Span.from_meta(meta))
+
+    def analyte(self, meta, name, title, *rest):
+        kind = "quantitative"
+        if rest and isinstance(rest[0], Token) and rest[0].type == "ANALYTE_KIND":
+            kind, rest = str(rest[0]), rest[1:]
+        fields = dict(rest)
+        codes = fields.get("loinc", ())
+        return ast.Analyte(
+            str(name), _unquote(title), kind, tuple(_unquote(c) for c in codes), fields.get("unit"),
+            fields.get("molar_mass"), fields.get("valence"),
+            code_spans=tuple(Span.from_token(c) for c in codes), span=Span.from_meta(meta),
+        )
+
+    def analyte_codes(self, meta, *codes):
+        return ("loinc", codes)
+
+    def analyte_unit(self, meta, unit):
+        return ("unit", str(unit))
+
+    def analyte_molar_mass(self, meta, value):
+        return ("molar_mass", float(value))
+
+    def analyte_valence(self, meta, value):
+        return ("valence", int(float(value)))
+
+    def code_set(self, meta, kind, name, title, *rest):
+        systemic = bool(rest) and isinstance(rest[0], Token) and rest[0].type == "SYSTEMIC"
+        members = rest[1:] if systemic else rest
+        return ast.CodeSet(str(kind), str(name), _unquote(title), systemic, tuple(members), span=Span.from_meta(meta))
+
+    def code_list(self, meta, system, *codes):
+        return ast.CodeMember(str(system), tuple(_unquote(c) for c in codes), span=Span.from_meta(meta))
+
+    def code_range(self, meta, system, first, last):
+        return ast.CodeMember(str(system), (_unquote(first), _unquote(last)), True, span=Span.from_meta(meta))
+
+    def fact_decl(self, meta, name, title):
+        return ast.FactDecl(str(name), _unquote(title), span=Span.from_meta(meta))
+
+    def criterion(self, meta, kind, key, text, *rest):
+        when = freshness = None
+        for option in rest[:-1]:
+            if isinstance(option, ast.Duration):
+                freshness = option
+            else:
+                when = option.item
+        body = rest[-1]
+        common = dict(kind=str(kind), key=str(key), text=_unquote(text), when=when, freshness=freshness,
+                      key_span=Span.from_token(key), span=Span.from_meta(meta))
+        if isinstance(body, _Manual):
+            return ast.Criterion(body=None, manual_reason=body.reason, is_manual=True, **common)
+        return ast.Criterion(body=body, **common)
+
+    def applies_when(self, meta, expr):
+        return _When(expr)
+
+    def freshness(self, meta, duration):
+        return duration
+
+    def manual(self, meta, *reason):
+        return _Manual(_unquote(reason[0]) if reason else None)
+
+    def or_(self, meta, *items):
+        return ast.Or(tuple(items), span=Span.from_meta(meta))
+
+    def and_(self, meta, *items):
+        return ast.And(tuple(items), span=Span.from_meta(meta))
+
+    def not_(self, meta, item):
+        return ast.Not(item, span=Span.from_meta(meta))
+
+    def ref(self, meta, name):
+        return ast.Ref(str(name), span=Span.from_token(name))
+
+    def compare(self, meta, operand, op, quantity):
+        return ast.Compare(operand, _op(op), quantity, span=Span.from_meta(meta))
+
+    def range_compare(self, meta, low, op1, operand, op2, high):
+        return ast.RangeCompare(low, _op(op1), operand, _op(op2), high, span=Span.from_meta(meta))
+
+    def between(self, meta, operand, low, high):
+        return ast.Between(operand, low, high, span=Span.from_meta(meta))
+
+    def above_uln(self, meta, operand, op, margin):
+        return ast.AboveUln(operand, _op(op), margin, span=Span.from_meta(meta))
+
+    def rising(self, meta, name, op, quantity, per):
+        return ast.Rising(str(name), _op(op), quantity, ast.Duration(1, "1", str(per), span=Span.from_token(per)).canonical_unit,
+                          span=Span.from_meta(meta))
+
+    def is_value(self, meta, name, value):
+        return ast.IsValue(str(name), str(value), Span.from_token(value), span=Span.from_meta(meta))
+
+    def has(self, meta, name, *options):
+        return ast.Has(str(name), options[0] if options else None, span=Span.from_meta(meta))
+
+    def for_more_than(self, meta, duration):
+        return duration
+
+    def had(self, meta, name, *within):
+        return ast.Had(str(name), within[0] if within else None, span=Span.from_meta(meta))
+
+    def value_ref(self, meta, name):
+        return ast.ValueRef(str(name), span=Span.from_token(name))
+
+    def age(self, meta):
+        return ast.Age(span=Span.from_meta(meta))
+
+    def quantity(self, meta, number, unit=None):
+        return ast.Quantity(float(number), str(number), str(unit) if unit else None, span=Span.from_meta(meta))
+
+    def duration(self, meta, number, unit):
+        return ast.Duration(float(number), str(number), str(unit), span=Span.from_meta(meta))
+
+
+class _When:
+    def __init__(self, item):
+        self.item = item
+
+
+class _Manual:
+    def __init__(self, reason):
+        self.reason = reason
+
+
+def _op(tok: Token) -> str:
+    return {"≥": ">=", "≤": "<="}.get(str(tok), str(tok))

@@ -1,0 +1,95 @@
+"""Rule sets: a directory of criteria files loaded, checked and compiled once.
+
+Stage: assembly. Trial files live in `<root>/trials/*.elig` and import libraries by name
+(`import "hepatology"` finds `<root>/lib/hepatology.elig`) or by relative path. Each library is
+parsed once per load. A file with errors is reported and left out; the others still load, so a
+broken edit never takes a whole rule set (or a running server) down.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ast
+from .checker import check
+from .compiler import CompiledTrial, compile_checked
+from .diagnostics import CompileError, Diagnostic
+from .parser import parse
+from .source import Source
+
+DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+@dataclass
+class RuleSet:
+    root: Path
+    trials: dict[str, CompiledTrial] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    failed_files: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+
+class ImportResolver:
+    """Finds and parses imported libraries, once each, relative to the importer or `<root>/lib`."""
+
+    def __init__(self, root: Path | None):
+        self.root = root
+        self.cache: dict[Path, tuple[Source, ast.Module]] = {}
+
+    def __call__(self, name: str, importer: Source) -> tuple[Source, ast.Module]:
+        path = self._locate(name, importer)
+        if path not in self.cache:
+            source = Source.from_path(path, display_name(path))
+            self.cache[path] = (source, parse(source))
+        return self.cache[path]
+
+    def _locate(self, name: str, importer: Source) -> Path:
+        filename = name if name.endswith(".elig") else f"{name}.elig"
+        candidates = []
+        importer_path = Path(importer.name)
+        if importer_path.exists():
+            candidates.append(importer_path.resolve().parent / filename)
+        if self.root is not None:
+            candidates += [self.root / "lib" / filename, self.root / filename]
+        for c in candidates:
+            if c.is_file():
+                return c.resolve()
+        raise FileNotFoundError("looked in " + ", ".join(display_name(c) for c in candidates))
+
+
+def display_name(path: Path) -> str:
+    """A path as authors see it: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def compile_source(source: Source, resolver: ImportResolver) -> tuple[CompiledTrial | None, list[Diagnostic]]:
+    """Parse, check and compile one trial file. Raises `CompileError` with every problem."""
+    module = parse(source)
+    checked, warnings = check(source, module, resolver)
+    return (compile_checked(checked) if checked is not None else None), warnings
+
+
+def load_rules(root: Path | str = DEFAULT_RULES_DIR) -> RuleSet:
+    root = Path(root).resolve()
+    rules = RuleSet(root)
+    resolver = ImportResolver(root)
+    for path in sorted((root / "trials").glob("*.elig")):
+        source = Source.from_path(path, display_name(path))
+        try:
+            compiled, warnings = compile_source(source, resolver)
+        except CompileError as exc:
+            rules.diagnostics.extend(exc.diagnostics)
+            rules.failed_files.append(source.name)
+            continue
+        rules.diagnostics.extend(warnings)
+        if compiled is not None:
+            rules.trials[compiled.trial_id] = compiled
+    return rules
