@@ -93,3 +93,36 @@ def load_rules(root: Path | str = DEFAULT_RULES_DIR) -> RuleSet:
         if compiled is not None:
             rules.trials[compiled.trial_id] = compiled
     return rules
+
+
+def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:
+    """Check criteria files (folders are searched for *.elig); every diagnostic, and the files read.
+
+    Trial files are checked whole; library files (no criteria) are checked on their own.
+    """
+    from .checker import library_symbols
+
+    resolver = ImportResolver(Path(rules_root).resolve())
+    diagnostics: list[Diagnostic] = []
+    files: list[str] = []
+    for path in _elig_files(paths):
+        source = Source.from_path(path, display_name(path))
+        files.append(source.name)
+        try:
+            module = parse(source)
+            if module.of_type(ast.Criterion) or module.of_type(ast.TrialMeta):
+                _checked, warnings = check(source, module, resolver)
+                diagnostics.extend(warnings)
+            else:
+                library_symbols(source, module, resolver)
+        except CompileError as exc:
+            diagnostics.extend(exc.diagnostics)
+    unique = {(d.source.name, d.span.start, d.code, d.message): d for d in diagnostics}
+    return sorted(unique.values(), key=Diagnostic.sort_key), files
+
+
+def _elig_files(paths) -> list[Path]:
+    found: list[Path] = []
+    for p in map(Path, paths):
+        found.extend(sorted(p.rglob("*.elig")) if p.is_dir() else [p])
+    return found

@@ -257,13 +257,14 @@ def _score_input(f: PatientFacts, node: ir.ScoreTest, name: str, unit: str | Non
         v = found.value
         if v is None or v.comparator is not None:
             return None
-        factor = units.conversion_factor(analyte.unit or "1", unit or "1", molar_mass=analyte.molar_mass,
+        recorded = v.record.value  # convert from the recorded unit: one exact step, no round trip
+        factor = units.conversion_factor(recorded.unit or "1", unit or "1", molar_mass=analyte.molar_mass,
                                          valence=analyte.valence)
-        return v.value * factor, _used(v, analyte)
+        return recorded.value * factor, _used(v, analyte)
     if name == "on_dialysis":
         fact = f.fact("on_dialysis", node.fresh)
         entry = {"name": "on dialysis", "value": fact.value, "source": fact.id} if fact else \
-            {"name": "on dialysis", "value": False, "recorded": "no dialysis on record"}
+            {"name": "on dialysis", "value": False, "recorded": "not recorded, taken as no"}
         return (fact.value if fact else False), entry
     if name == "sex":
         if f.patient.sex not in ("male", "female"):
