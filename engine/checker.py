@@ -15,6 +15,7 @@ Every problem goes to a `DiagnosticSink`; nothing here raises until `check` has 
 from __future__ import annotations
 
 import difflib
+import math
 import hashlib
 import itertools
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ DEFAULT_FRESHNESS = ir.Window(30, "day")
 BUILTIN_TRIALS = ir.CodeSetInfo("clinical_trial", "participation in another clinical trial", "trials")
 ASCENDING = {"<", "<="}
 FLIPPED = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "=": "="}
+
+MAX_AMOUNT = 100_000  # durations longer than this many units are certainly typos
 
 ImportResolver = Callable[[str, Source], tuple[Source, ast.Module]]
 
@@ -107,6 +110,7 @@ class _Checker:
         for item in self.module.items:
             self._declare(item, self.source, self.sink)
         for item in self.module.of_type(ast.DefaultFreshness):
+            self._check_duration(item.duration)
             self.freshness, self.freshness_declared = _window(item.duration), True
 
     def _import(self, item: ast.Import, seen: set[str]) -> None:
@@ -203,6 +207,8 @@ class _Checker:
         return [self._lower_criterion(c) for c in self.module.of_type(ast.Criterion)]
 
     def _lower_criterion(self, c: ast.Criterion) -> ir.CheckedCriterion:
+        if c.freshness:
+            self._check_duration(c.freshness)
         self.criterion_fresh = _window(c.freshness) if c.freshness else None
         when = self.lower(c.when) if c.when is not None else None
         body = self.lower(c.body) if c.body is not None else None
@@ -320,10 +326,21 @@ class _Checker:
             if unit not in (None, q_unit):
                 self.sink.error("unit_mismatch", "mix of years and months in one age range", q.span)
             unit = q_unit
+            self._check_number(q)
             converted.append((op, q.value))
         return ir.AgeTest(bounds=tuple(converted), unit=unit or "year", **self._base(node))
 
+    def _check_duration(self, d: ast.Duration) -> None:
+        if not (math.isfinite(d.amount) and d.amount.is_integer() and 0 < d.amount <= MAX_AMOUNT):
+            self.sink.error("bad_number", f"a duration must be a whole number from 1 to {MAX_AMOUNT:,}, not {d.text}",
+                            d.span, hint="write e.g. `30 days` or `1 year`")
+
+    def _check_number(self, q: ast.Quantity) -> None:
+        if not math.isfinite(q.value):
+            self.sink.error("bad_number", f"{q.text} is not a usable number", q.span)
+
     def _convert(self, q: ast.Quantity, analyte: ir.AnalyteInfo) -> float:
+        self._check_number(q)
         target = analyte.unit or "1"
         if q.unit is None and target not in ("1", "{INR}"):
             self.sink.error("missing_unit", f"{analyte.name} is measured in {target}; the threshold has no unit",
@@ -344,6 +361,7 @@ class _Checker:
                 str(exc))
 
     def _unitless(self, q: ast.Quantity) -> float:
+        self._check_number(q)
         if q.unit not in (None, "1", "{score}"):
             self.sink.error("unit_mismatch", f"a score has no unit, but the threshold is in {q.unit}", q.span)
         return q.value
@@ -414,11 +432,15 @@ class _Checker:
 
     def lower_Has(self, node: ast.Has) -> ir.IR:
         codes = self._code_set(node.name, node.span)
+        if node.for_more_than:
+            self._check_duration(node.for_more_than)
         more = _window(node.for_more_than) if node.for_more_than else None
         return ir.RecordTest(mode="has", codes=codes, for_more_than=more, **self._base(node))
 
     def lower_Had(self, node: ast.Had) -> ir.IR:
         codes = self._code_set(node.name, node.span)
+        if node.within:
+            self._check_duration(node.within)
         within = _window(node.within) if node.within else None
         return ir.RecordTest(mode="had", codes=codes, within=within, **self._base(node))
 
@@ -485,7 +507,9 @@ class _Checker:
 # ---- helpers ---------------------------------------------------------------------------------
 
 def _window(d: ast.Duration) -> ir.Window:
-    return ir.Window(int(d.amount), d.canonical_unit)
+    """A whole, finite look-back; `_check_duration` has reported anything else."""
+    amount = d.amount if math.isfinite(d.amount) and d.amount.is_integer() and 0 < d.amount <= MAX_AMOUNT else 1
+    return ir.Window(int(amount), d.canonical_unit)
 
 
 def _share_unit(low: ast.Quantity, high: ast.Quantity) -> tuple[ast.Quantity, ast.Quantity]:

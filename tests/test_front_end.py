@@ -1,0 +1,134 @@
+"""Parser and checker: diagnostics as data, every problem at once, never a traceback."""
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra.lark import from_lark
+
+from engine import compile_text
+from engine.diagnostics import CompileError
+from engine.parser import _lark, parse
+from engine.source import Source
+
+RULES = Path(__file__).resolve().parents[1] / "rules"
+HEADER = 'import "hepatology"\ntrial T1 { title: "t" }\nlabs fresh within 14 days\n'
+
+
+def diagnostics(text: str) -> list:
+    with pytest.raises(CompileError) as info:
+        compile_text(HEADER + text, name="t.elig", rules_root=RULES)
+    return info.value.diagnostics
+
+
+def codes(text: str) -> list[str]:
+    return [d.code for d in diagnostics(text) if d.severity == "error"]
+
+
+def test_caret_rendering_is_pinned():
+    [d] = diagnostics('inclusion I1 "x": bilirubin_total >= 171 s')
+    assert d.render() == (
+        "t.elig:4:38: error[unit_mismatch]: s cannot be compared with bilirubin_total\n"
+        '4 | inclusion I1 "x": bilirubin_total >= 171 s\n'
+        "  |                                      ^^^^^\n"
+        "  = have: s (time)\n"
+        "  = want: umol/L (substance concentration)\n"
+        "  = s (time) cannot be converted to umol/L (substance concentration)\n"
+        "  = hint: total bilirubin is measured in umol/L"
+    )
+    assert (d.code, d.span.line, d.span.column) == ("unit_mismatch", 4, 38)
+
+
+def test_every_problem_is_reported_in_one_run():
+    text = ('inclusion I1 "a": bilirubin_totl >= 171 umol/L\n'
+            'inclusion I1 "b": hbsag >= 5\n'
+            'inclusion I2 "c": age between 65 and 18 years\n'
+            'exclusion E1 "d": had bilirubin_total\n'
+            'exclusion E2 "e": 40 % < pta <= 20 %\n'
+            'inclusion I3 "f": hbsag is maybe\n')
+    found = codes(text)
+    assert found == ["unknown_name", "duplicate_key", "coded_vs_number", "inverted_range", "wrong_kind",
+                     "empty_range", "invalid_value"]
+
+
+def test_unknown_name_suggests_the_closest():
+    d = next(d for d in diagnostics('inclusion I1 "a": bilirubin_totl >= 171 umol/L') if d.code == "unknown_name")
+    assert d.hint == "did you mean 'bilirubin_total'?"
+    assert (d.span.line, d.span.column) == (4, 19)
+
+
+def test_circular_definition():
+    assert "circular_definition" in codes('define a = b\ndefine b = a\ninclusion I1 "x": a')
+
+
+def test_syntax_errors_say_what_was_expected_and_resume_at_the_next_criterion():
+    found = diagnostics('inclusion I1 "x": age >= \ninclusion I2 "y": had hiv within 3 fortnights\n'
+                        "inclusion I3 'z': had hiv")
+    assert [(d.code, d.span.line) for d in found] == [
+        ("syntax_error", 5), ("syntax_error", 5), ("unexpected_character", 6)]
+    assert "a number" in found[0].hint
+    assert found[2].hint == "text must be in double quotes"
+
+
+def test_a_bad_loinc_code_in_a_library_fails_its_check_digit():
+    with pytest.raises(CompileError) as info:
+        compile_text('trial T1 { }\nanalyte x "x" { loinc "1975-3" unit mg/dL }\ninclusion I1 "a": x > 1 mg/dL')
+    assert [d.code for d in info.value.diagnostics if d.severity == "error"] == ["bad_code"]
+
+
+def test_absurd_numbers_are_diagnosed_not_crashed_on():
+    assert codes('inclusion I1 "x" fresh within 1E400 days: inr >= 1.5') == ["bad_number"]
+    assert codes('inclusion I1 "x": inr >= 1E400') == ["bad_number"]
+
+
+def test_missing_library_is_reported_at_the_import():
+    with pytest.raises(CompileError) as info:
+        compile_text('import "nonexistent"\ntrial T1 { }', rules_root=RULES)
+    assert info.value.diagnostics[0].code == "import_not_found"
+
+
+def test_diagnostics_are_data():
+    d = diagnostics('inclusion I1 "a": hbsag >= 5')[0].to_dict()
+    assert {"code", "severity", "message", "file", "line", "column", "hint", "details", "excerpt"} <= set(d)
+
+
+# ---- properties ------------------------------------------------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200))
+def test_random_text_never_crashes(text):
+    try:
+        compile_text(text, rules_root=RULES)
+    except (CompileError, ValueError) as exc:
+        if isinstance(exc, CompileError):
+            assert exc.diagnostics
+            exc.render()
+
+
+names = st.sampled_from(["bilirubin_total", "inr", "pta", "hbsag", "meld", "cirrhosis", "hiv", "sex", "age",
+                         "pregnant", "woman_of_childbearing_potential", "nonsense"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(from_lark(_lark(), start="start", explicit={
+    "NAME": names, "STRING": st.just('"text"'), "UNIT": st.sampled_from(["umol/L", "mg/dL", "%", "s", "years"]),
+    "FIELD": st.just("title"), "TRIAL_ID": st.just("NCT01234567"), "KEY": st.sampled_from(["I1", "E1", "I2"]),
+    "COMMENT": st.just("# c"),
+}))
+def test_grammar_generated_text_compiles_or_gives_diagnostics(text):
+    try:
+        compile_text(text, rules_root=RULES)
+    except CompileError as exc:
+        assert all(d.span.line >= 1 for d in exc.diagnostics)
+    except ValueError as exc:
+        assert "defines no trial" in str(exc)
+
+
+def test_parser_is_lalr_and_loaded_once():
+    assert _lark().options.parser == "lalr"
+    assert _lark() is _lark()
+
+
+def test_parse_keeps_spans():
+    module = parse(Source("s.elig", '\n\ninclusion I1 "x": age >= 18 years'))
+    assert module.items[0].span.line == 3
