@@ -100,25 +100,30 @@ def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:
 
     Trial files are checked whole; library files (no criteria) are checked on their own.
     """
-    from .checker import library_symbols
-
     resolver = ImportResolver(Path(rules_root).resolve())
     diagnostics: list[Diagnostic] = []
     files: list[str] = []
     for path in _elig_files(paths):
         source = Source.from_path(path, display_name(path))
         files.append(source.name)
-        try:
-            module = parse(source)
-            if module.of_type(ast.Criterion) or module.of_type(ast.TrialMeta):
-                _checked, warnings = check(source, module, resolver)
-                diagnostics.extend(warnings)
-            else:
-                library_symbols(source, module, resolver)
-        except CompileError as exc:
-            diagnostics.extend(exc.diagnostics)
+        diagnostics.extend(check_source(source, resolver))
     unique = {(d.source.name, d.span.start, d.code, d.message): d for d in diagnostics}
     return sorted(unique.values(), key=Diagnostic.sort_key), files
+
+
+def check_source(source: Source, resolver: ImportResolver) -> list[Diagnostic]:
+    """Every diagnostic of one criteria text: a trial file checked whole, a library on its own."""
+    from .checker import library_symbols
+
+    try:
+        module = parse(source)
+        if module.of_type(ast.Criterion) or module.of_type(ast.TrialMeta):
+            _checked, warnings = check(source, module, resolver)
+            return list(warnings)
+        library_symbols(source, module, resolver)
+        return []
+    except CompileError as exc:
+        return list(exc.diagnostics)
 
 
 def _elig_files(paths) -> list[Path]:
