@@ -155,14 +155,17 @@ class PatientFacts:
     # ---- facts ----------------------------------------------------------------------------
 
     def fact(self, name: str, window: Window):
-        """The latest recorded value of a yes/no fact within the window, or None."""
+        """The latest recorded value of a yes/no fact within the window, or None.
+
+        An undated fact cannot be placed in the window, so like an undated lab it does not count.
+        """
         start = self.window_start(window)
-        dated = [(date_bounds(f.date), f) for f in self.patient.facts if f.name == name]
-        fresh = [(b[1], f) for b, f in dated if b is not None and start <= b[1] <= self.as_of]
-        undated = [f for b, f in dated if b is None]
-        if fresh:
-            return max(fresh, key=lambda t: (t[0], t[1].id))[1]
-        return undated[0] if undated and len(undated) == len(dated) else None
+        fresh = []
+        for f in self.patient.facts:
+            bounds = date_bounds(f.date) if f.name == name else None
+            if bounds is not None and start <= bounds[1] and bounds[0] <= self.as_of:
+                fresh.append((bounds[1], f.id, f))
+        return max(fresh)[2] if fresh else None
 
 
 # ---- helpers -------------------------------------------------------------------------------
