@@ -1,0 +1,128 @@
+"""The rules being served: one immutable snapshot, swapped whole on reload.
+
+Why a snapshot: requests read `registry.snapshot` once and use that object to the end, so a
+reload in the middle of a request can never mix two versions of a trial. Reloads are
+serialised by a lock and swap one reference, which is atomic in Python.
+
+Why "last good per trial": `engine.load_rules` leaves a broken file out and reports it. For a
+running service, an edit that breaks one trial must not make that trial vanish, so a trial
+whose file now fails keeps serving its previously compiled version, and the reload report
+says so. A trial file that was deleted is dropped.
+
+File names: the engine names sources relative to the working directory; the API names them
+relative to the rules root (`trials/X.elig`, `lib/hepatology.elig`), which says nothing about
+the server's file system and stays stable across deployments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from engine.compiler import CompiledTrial
+from engine.diagnostics import Diagnostic
+from engine.rules import RuleSet, load_rules
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One consistent set of compiled trials and what loading them reported."""
+
+    root: Path
+    trials: dict[str, CompiledTrial]
+    diagnostics: tuple[Diagnostic, ...] = ()
+    failed_files: tuple[str, ...] = ()
+    kept_previous: tuple[str, ...] = ()  # trial ids still served from an earlier load
+    generation: int = 0
+    loaded_at: str = ""
+    file_hashes: dict[str, str] = field(default_factory=dict)  # label → sha256 of the file's text
+
+    def label(self, name: str) -> str:
+        """A source name as shown to API clients: relative to the rules root when inside it."""
+        path = Path(os.path.abspath(name))
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return Path(name).name
+
+    def source_files(self, trial: CompiledTrial) -> list[tuple[str, str]]:
+        """(label, sha256) of the trial file and every library it imports."""
+        return [(self.label(s.name), sha256(s.text)) for s in trial.checked.sources]
+
+    def diagnostic_dict(self, d: Diagnostic) -> dict:
+        """`Diagnostic.to_dict()` with the file named as clients see it."""
+        return d.to_dict() | {"file": self.label(d.source.name)}
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    snapshot: Snapshot
+    added: list[str]
+    updated: list[str]
+    removed: list[str]
+
+
+class RuleRegistry:
+    """Holds the current snapshot of a rules directory and reloads it on request."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The current rules, loading them on first use (tests may skip the app's lifespan)."""
+        if self._snapshot is None:
+            self.reload()
+        assert self._snapshot is not None
+        return self._snapshot
+
+    def reload(self) -> ReloadOutcome:
+        """Load the directory again; trials whose file now fails keep their last good version."""
+        with self._lock:
+            previous = self._snapshot
+            fresh = load_rules(self.root)
+            snapshot = self._merge(fresh, previous)
+            self._snapshot = snapshot
+        return _outcome(previous, snapshot)
+
+    def _merge(self, fresh: RuleSet, previous: Snapshot | None) -> Snapshot:
+        failed = {os.path.abspath(name) for name in fresh.failed_files}
+        kept = {}
+        if previous is not None:
+            for tid, trial in previous.trials.items():
+                if tid not in fresh.trials and os.path.abspath(trial.checked.source.name) in failed:
+                    kept[tid] = trial
+        trials = dict(sorted({**fresh.trials, **kept}.items()))
+        base = Snapshot(self.root, trials)
+        hashes = {base.label(s.name): sha256(s.text) for t in trials.values() for s in t.checked.sources}
+        return Snapshot(
+            root=self.root, trials=trials, diagnostics=tuple(fresh.diagnostics),
+            failed_files=tuple(base.label(n) for n in fresh.failed_files), kept_previous=tuple(sorted(kept)),
+            generation=(previous.generation + 1) if previous else 1,
+            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), file_hashes=dict(sorted(hashes.items())))
+
+
+def _outcome(previous: Snapshot | None, current: Snapshot) -> ReloadOutcome:
+    """What changed, by trial content hash."""
+    before = {tid: t.checked.content_hash for tid, t in (previous.trials.items() if previous else ())}
+    after = {tid: t.checked.content_hash for tid, t in current.trials.items()}
+    return ReloadOutcome(
+        snapshot=current,
+        added=sorted(set(after) - set(before)),
+        updated=sorted(tid for tid in set(after) & set(before) if after[tid] != before[tid]),
+        removed=sorted(set(before) - set(after)),
+    )
