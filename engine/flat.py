@@ -43,23 +43,38 @@ from typing import Mapping
 from . import ir
 from .facts import _completed, subtract
 from .ir import AnalyteInfo, CodeSetInfo, Window
-from .patient import Coding, Quantity, date_bounds
+from .patient import date_bounds
 
 __all__ = ["FlatFacts", "flat_keys"]
 
 _WINDOW_STARTS: dict = {}
 
 
+class _FlatCoding:
+    __slots__ = ("system", "code", "display")
+
+    def __init__(self, system: str, code: str, display: str | None):
+        self.system, self.code, self.display = system, code, display
+
+
+class _FlatQuantity:
+    __slots__ = ("value", "unit")
+    comparator = None
+
+    def __init__(self, value: float, unit: str | None):
+        self.value, self.unit = value, unit
+
+
 class _FlatObservation:
     """Stands in for `patient.Observation` where evaluators cite the result (`record.id`)."""
 
-    __slots__ = ("id", "codes", "value", "status")
+    __slots__ = ("id", "codes", "value")
+    status = "final"
 
     def __init__(self, rid: str, analyte: AnalyteInfo, value):
         self.id = rid
-        self.codes = [Coding(system="flat", code=analyte.name, display=analyte.title)]
-        self.value = Quantity(value=value, unit=analyte.unit) if isinstance(value, (int, float)) else None
-        self.status = "final"
+        self.codes = _codes(analyte)
+        self.value = _FlatQuantity(value, analyte.unit) if isinstance(value, (int, float)) else None
 
 
 class _FlatValue:
@@ -245,10 +260,13 @@ class FlatFacts:
 _CODES: dict = {}
 
 
-def _codes(codes: CodeSetInfo) -> list:
-    found = _CODES.get(codes.name)
-    if found is None or found[0] is not codes:
-        found = _CODES[codes.name] = (codes, [Coding(system="flat", code=codes.name, display=codes.title)])
+def _codes(info: CodeSetInfo | AnalyteInfo) -> list:
+    """One `flat <name>` coding per code set or analyte, made once."""
+    found = _CODES.get(info.name)
+    if found is None or found[0] is not info:
+        if len(_CODES) > 4096:
+            _CODES.clear()
+        found = _CODES[info.name] = (info, [_FlatCoding("flat", info.name, info.title)])
     return found[1]
 
 
