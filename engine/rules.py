@@ -100,6 +100,8 @@ def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:
 
     Trial files are checked whole; library files (no criteria) are checked on their own.
     """
+    from .lint import lint_source
+
     resolver = ImportResolver(Path(rules_root).resolve())
     diagnostics: list[Diagnostic] = []
     files: list[str] = []
@@ -107,6 +109,7 @@ def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:
         source = Source.from_path(path, display_name(path))
         files.append(source.name)
         diagnostics.extend(check_source(source, resolver))
+        diagnostics.extend(lint_source(source, resolver))  # suspicious but legal rules (engine/lint.py)
     unique = {(d.source.name, d.span.start, d.code, d.message): d for d in diagnostics}
     return sorted(unique.values(), key=Diagnostic.sort_key), files
 
