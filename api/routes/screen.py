@@ -61,11 +61,10 @@ def _screen_line(rules: Snapshot, trials, as_of: date | None, instance: str, num
 
 _NDJSON_BODY = {"requestBody": {"required": True, "content": {batch.MEDIA_TYPE: {
     "schema": {"type": "string", "description": "One patient document (native JSON or FHIR) per line."}}}}}
-_NDJSON_OUT = {200: {"description": "One `BatchLine` per non-blank input line, in input order.",
-                     "content": {batch.MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/BatchLine"}}}}}
+_NDJSON_OUT = {200: {"model": BatchLine, "description": "One `BatchLine` per non-blank input line, in input order."}}
 
 
-@router.post("/screen/batch", response_class=batch.NdjsonStream, openapi_extra=_NDJSON_BODY,
+@router.post("/screen/batch", response_class=batch.NdjsonStream, status_code=200, openapi_extra=_NDJSON_BODY,
              responses={**_NDJSON_OUT, 413: _PROBLEMS[413], 422: _PROBLEMS[422]})
 async def screen_batch(request: Request, rules: RulesDep, settings: SettingsDep,
                        as_of: Annotated[date | None, Query(description="Screening date, YYYY-MM-DD.")] = None,
