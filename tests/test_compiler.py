@@ -54,6 +54,16 @@ def test_compiled_and_interpreted_agree_on_every_example_and_trial(example_patie
                 list(trial.checked.criteria), compiled)
 
 
+def test_traced_evaluation_gives_the_same_statuses_as_the_fast_path(example_patients):
+    """Leaves have a no-trace fast path; explanations must never disagree with it."""
+    from engine.explain import checked_statuses
+    rules = load_rules()
+    for patient in example_patients:
+        for trial in rules.trials.values():
+            values, _trace = trial.trace(PatientFacts(patient, date(2026, 11, 1)))
+            assert checked_statuses(trial.checked, values) == trial.statuses(PatientFacts(patient, date(2026, 11, 1)))
+
+
 def test_same_input_same_output():
     cmd = [sys.executable, "-m", "engine.cli", "screen", str(ROOT / "examples"), "--as-of", "2026-11-01", "--json"]
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True).stdout
