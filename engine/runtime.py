@@ -64,6 +64,8 @@ def _none_satisfy(lo, lo_closed, hi, hi_closed, op, t) -> bool:
 
 
 def bounds_hold(value: float, comparator: str | None, bounds) -> Tri:
+    if comparator is None:  # fast path: an exact value, plain comparisons
+        return all(_OPS[op](value, t) for op, t in bounds)
     return and3(compare_value(value, comparator, op, t) for op, t in bounds)
 
 
@@ -100,6 +102,8 @@ def _missing_lab(analyte: ir.AnalyteInfo, window: ir.Window) -> str:
 
 def eval_AgeTest(f: PatientFacts, node: ir.AgeTest, trace) -> Tri:
     ages = f.age_range(node.unit)
+    if trace is None:  # fast path: no text
+        return None if ages is None else and3(_age_bound(ages[0], ages[1], op, t) for op, t in node.bounds)
     threshold = _bounds_text(node.bounds, node.unit + "s")
     if ages is None:
         return _record(trace, node, None, threshold=threshold, reason="no birth date on record",
@@ -122,6 +126,8 @@ def _age_bound(youngest: int, oldest: int, op: str, t: float) -> Tri:
 
 def eval_SexTest(f: PatientFacts, node: ir.SexTest, trace) -> Tri:
     sex = f.patient.sex
+    if trace is None:
+        return None if sex is None or sex == "unknown" else sex == node.value
     if sex is None or sex == "unknown":
         return _record(trace, node, None, threshold=f"sex is {node.value}", reason="sex not recorded",
                        missing="the patient's sex")
@@ -132,6 +138,8 @@ def eval_SexTest(f: PatientFacts, node: ir.SexTest, trace) -> Tri:
 def eval_LabTest(f: PatientFacts, node: ir.LabTest, trace) -> Tri:
     found = f.latest(node.analyte, node.fresh)
     v = found.value
+    if trace is None:
+        return None if v is None else bounds_hold(v.value, v.comparator, node.bounds)
     if v is None:
         return _record(trace, node, None, threshold=_bounds_text(node.bounds, node.analyte.unit),
                        reason=found.reason, missing=_missing_lab(node.analyte, node.fresh))
@@ -189,6 +197,9 @@ def _latest_pair(history: tuple[LabValue, ...]):
 def eval_QualTest(f: PatientFacts, node: ir.QualTest, trace) -> Tri:
     found = f.latest(node.analyte, node.fresh)
     v = found.value
+    if trace is None:
+        q = None if v is None else v.qualitative
+        return None if q is None else True if q == node.value else None if q == "indeterminate" else False
     threshold = f"{node.analyte.title} {node.value}"
     if v is None:
         return _record(trace, node, None, threshold=threshold, reason=found.reason,
@@ -207,6 +218,8 @@ def eval_ScoreTest(f: PatientFacts, node: ir.ScoreTest, trace) -> Tri:
     if key not in f._cache:
         f._cache[key] = _score_value(f, node)
     value, used, reason, missing, notes = f._cache[key]
+    if trace is None:
+        return None if value is None else bounds_hold(value, None, node.bounds)
     threshold = _bounds_text(node.bounds, None)
     if value is None:
         return _record(trace, node, None, threshold=threshold, values=used, reason=reason, missing=missing)
@@ -275,6 +288,8 @@ def _score_input(f: PatientFacts, node: ir.ScoreTest, name: str, unit: str | Non
 
 def eval_RecordTest(f: PatientFacts, node: ir.RecordTest, trace) -> Tri:
     records = f.records(node.codes)
+    if not records and trace is None:
+        return False
     if not records:
         return _record(trace, node, False, reason=None, values=[],
                        threshold=_record_threshold(node), absent=f"no record of {node.codes.title}")
@@ -383,6 +398,8 @@ def _overlaps(start, end, window_start, as_of) -> Tri:
 
 def eval_FactTest(f: PatientFacts, node: ir.FactTest, trace) -> Tri:
     fact = f.fact(node.name, node.fresh)
+    if trace is None:
+        return None if fact is None else fact.value
     if fact is None:
         return _record(trace, node, None, threshold=node.title,
                        reason=f"no record within {node.fresh} of whether {node.title}",
