@@ -80,12 +80,13 @@ class _FlatObservation:
 class _FlatValue:
     """Same attributes as `facts.LabValue`: one exact result in the analyte's canonical unit."""
 
-    __slots__ = ("_rid", "_analyte", "day", "value", "qualitative", "reference_high", "_record")
+    __slots__ = ("_pid", "_previous", "_analyte", "day", "value", "qualitative", "reference_high", "_record")
     comparator = None
     problem = None
 
-    def __init__(self, rid: str, analyte: AnalyteInfo, day: date, value, reference_high=None):
-        self._rid = rid
+    def __init__(self, pid: str, analyte: AnalyteInfo, day: date, value, reference_high=None, previous=False):
+        self._pid = pid
+        self._previous = previous
         self._analyte = analyte
         self.day = day
         if isinstance(value, str):
@@ -99,7 +100,8 @@ class _FlatValue:
     def record(self) -> _FlatObservation:
         if self._record is None:
             raw = self.value if self.qualitative is None else self.qualitative
-            self._record = _FlatObservation(self._rid, self._analyte, raw)
+            rid = f"{self._pid}/{self._analyte.name}" + ("/previous" if self._previous else "")
+            self._record = _FlatObservation(rid, self._analyte, raw)
         return self._record
 
     def describe(self) -> str:
@@ -212,21 +214,23 @@ class FlatFacts:
         raw = values.get(name)
         if raw is None:
             return _FlatLookup(None, (), lambda: f"no {analyte.title} result on record")
-        rid = f"{self.id}/{name}"
-        day = self._day(name)
-        start = self.window_start(window)
-        if day < start:
-            return _FlatLookup(None, (), lambda: f"no {analyte.title} within {window}; the latest is from "
-                                                 f"{day.isoformat()} ({rid}), older than the window")
-        newest = _FlatValue(rid, analyte, day, raw, values.get(name + "__uln"))
-        previous = values.get(name + "__prev")
+        k_days, k_uln, k_prev, k_prev_days = _suffixed(name)
+        days = values.get(k_days)
+        day = self.as_of
+        if days:  # dated before the screening date: it must be within the window
+            day = day - timedelta(days=days)
+            if day < self.window_start(window):
+                rid = f"{self.id}/{name}"
+                return _FlatLookup(None, (), lambda: f"no {analyte.title} within {window}; the latest is from "
+                                                     f"{day.isoformat()} ({rid}), older than the window")
+        newest = _FlatValue(self.id, analyte, day, raw, values.get(k_uln))
+        previous = values.get(k_prev)
         if previous is None:
             return _FlatLookup(newest, (newest,))
-        prev_days = values.get(name + "__prev_days") or 0
-        prev_day = self.as_of - timedelta(days=prev_days)
-        if prev_day < start or prev_day > day:
+        prev_day = self.as_of - timedelta(days=values.get(k_prev_days) or 0)
+        if prev_day < self.window_start(window) or prev_day > day:
             return _FlatLookup(newest, (newest,))
-        return _FlatLookup(newest, (newest, _FlatValue(rid + "/previous", analyte, prev_day, previous)))
+        return _FlatLookup(newest, (newest, _FlatValue(self.id, analyte, prev_day, previous, previous=True)))
 
     # ---- records by code set ------------------------------------------------------------
 
@@ -258,6 +262,16 @@ class FlatFacts:
 
 
 _CODES: dict = {}
+_SUFFIXES: dict = {}
+
+
+def _suffixed(name: str) -> tuple[str, str, str, str]:
+    found = _SUFFIXES.get(name)
+    if found is None:
+        if len(_SUFFIXES) > 4096:
+            _SUFFIXES.clear()
+        found = _SUFFIXES[name] = (name + "__days", name + "__uln", name + "__prev", name + "__prev_days")
+    return found
 
 
 def _codes(info: CodeSetInfo | AnalyteInfo) -> list:
