@@ -7,11 +7,13 @@ from fastapi import APIRouter, Depends, Request
 import engine
 
 from ..cds.models import FeedbackCounts
+from ..strict_json import StrictJsonRoute
 from ..deps import RegistryDep, require_admin_key
 from ..models import DiagnosticOut, ReloadResponse
 from ..registry import ReloadOutcome
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin_key)])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Depends(require_admin_key)],
+                   route_class=StrictJsonRoute)
 
 
 def reload_report(outcome: ReloadOutcome) -> ReloadResponse:

@@ -13,10 +13,12 @@ from engine.diagnostics import Diagnostic
 from engine.rules import ImportResolver, check_source
 from engine.source import Source
 
+from ..strict_json import StrictJsonRoute
 from ..deps import RulesDep, require_key
 from ..models import CheckRequest, CheckResponse, DiagnosticOut
 
-router = APIRouter(prefix="/v1/rules", tags=["rules"], dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1/rules", tags=["rules"], dependencies=[Depends(require_key)],
+                   route_class=StrictJsonRoute)
 
 
 @router.post("/check")

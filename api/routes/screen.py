@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import TypeAdapter, ValidationError
 
-from .. import batch
+from .. import batch, strict_json
+from ..strict_json import StrictJsonRoute
 from ..deps import RulesDep, SettingsDep, require_key
 from ..models import BatchLine, PatientDocument, ScreenRequest, ScreenResponse
 from ..problems import (PROBLEM_TYPES, FieldError, Problem, ProblemDetails, field_errors, log_exception,
@@ -18,7 +19,8 @@ from ..problems import (PROBLEM_TYPES, FieldError, Problem, ProblemDetails, fiel
 from ..registry import Snapshot
 from ..screening import read_patient, screen_patient, select_trials
 
-router = APIRouter(prefix="/v1", tags=["screening"], dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1", tags=["screening"], dependencies=[Depends(require_key)],
+                   route_class=StrictJsonRoute)
 _DOCUMENT = TypeAdapter(PatientDocument)
 _PROBLEMS = {422: {"model": ProblemDetails, "description": "Invalid field(s); `errors` points at each.",
                    "content": {"application/problem+json": {}}},
@@ -42,7 +44,7 @@ def screen(body: ScreenRequest, rules: RulesDep) -> ScreenResponse:
 def _screen_line(rules: Snapshot, trials, as_of: date | None, instance: str, number: int, line: bytes) -> bytes:
     """One NDJSON line → one output line; bad input becomes an error line, never an exception."""
     try:
-        document = _DOCUMENT.validate_python(json.loads(line))
+        document = _DOCUMENT.validate_python(strict_json.loads(line))
         patient, notes = read_patient(document, pointer="")
         out = BatchLine(line=number, result=screen_patient(rules, patient, notes, as_of, trials))
         return out.model_dump_json().encode("utf-8") + b"\n"

@@ -7,12 +7,14 @@ from fastapi import APIRouter, Depends
 import engine
 from engine.compiler import CompiledTrial
 
+from ..strict_json import StrictJsonRoute
 from ..deps import RulesDep, require_key
 from ..models import AnalyteOut, CodeSetOut, CriteriaFile, CriterionInfo, TrialDetail, TrialList, TrialSummary
 from ..problems import Problem, ProblemDetails
 from ..registry import Snapshot
 
-router = APIRouter(prefix="/v1/trials", tags=["trials"], dependencies=[Depends(require_key)])
+router = APIRouter(prefix="/v1/trials", tags=["trials"], dependencies=[Depends(require_key)],
+                   route_class=StrictJsonRoute)
 
 
 def _summary(rules: Snapshot, trial: CompiledTrial) -> dict:
