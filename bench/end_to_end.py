@@ -1,0 +1,180 @@
+"""End to end: one realistic FHIR bundle (300 resources) screened in process and over HTTP.
+
+In process, per patient, for every bundled trial and for 10, 100 and 1,000 generated trials:
+  statuses:  bundle JSON text → json.loads → bundle_to_patient → PatientFacts → statuses of every trial
+  explained: bundle JSON text → json.loads → bundle_to_patient → engine.screen (every criterion
+             explained, ranked pydantic results)
+with p50/p99 per patient and the share of each stage.
+
+Over HTTP: `uvicorn api.main:app` in a subprocess on 127.0.0.1, `POST /v1/screen` with
+`{"patient": ..., "as_of": ...}` from concurrent asyncio httpx clients, bounded in count and time:
+the patient in the engine's JSON (40 items) and as the 300-resource FHIR bundle, against every
+bundled trial. Skipped with a message when the API is not there. Client and server share the
+machine's 2 cores, so the client's own CPU time is reported too.
+
+Run: .venv/bin/python bench/end_to_end.py [--quick] [--seconds S] [--concurrency C]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine, percentiles, save, table  # noqa: E402
+from _workload import AS_OF, api_available, count_items, load_trials, native_patient, realistic_bundle, \
+    rules_dirs, serve  # noqa: E402
+
+import engine  # noqa: E402
+from engine.facts import PatientFacts  # noqa: E402
+from engine.fhir import bundle_to_patient  # noqa: E402
+
+AS_OF_DATE = engine._as_date(AS_OF)
+
+
+def time_statuses(text: str, trials: list, iterations: int, budget: float) -> dict:
+    """Per-patient wall time, bundle text to statuses, split by stage."""
+    stages = {"json": [], "fhir": [], "facts": [], "statuses": [], "total": []}
+    deadline = time.perf_counter() + budget
+    for i in range(iterations):
+        t0 = time.perf_counter()
+        doc = json.loads(text)
+        t1 = time.perf_counter()
+        patient = bundle_to_patient(doc).patient
+        t2 = time.perf_counter()
+        facts = PatientFacts(patient, AS_OF_DATE)
+        t3 = time.perf_counter()
+        for t in trials:
+            t.statuses(facts)
+        t4 = time.perf_counter()
+        for key, a, b in (("json", t0, t1), ("fhir", t1, t2), ("facts", t2, t3), ("statuses", t3, t4),
+                          ("total", t0, t4)):
+            stages[key].append(b - a)
+        if i >= 4 and time.perf_counter() > deadline:
+            break
+    return {k: percentiles(v) for k, v in stages.items()}
+
+
+def time_explained(text: str, trials: list, iterations: int, budget: float) -> dict:
+    samples = []
+    deadline = time.perf_counter() + budget
+    for i in range(iterations):
+        t0 = time.perf_counter()
+        patient = bundle_to_patient(json.loads(text)).patient
+        engine.screen(patient, trials, AS_OF_DATE)
+        samples.append(time.perf_counter() - t0)
+        if i >= 2 and time.perf_counter() > deadline:
+            break
+    return percentiles(samples)
+
+
+def in_process(quick: bool) -> dict:
+    bundle, origin = realistic_bundle()
+    text = json.dumps(bundle)
+    patient = bundle_to_patient(bundle).patient
+    print(f"bundle: {len(bundle['entry'])} resources, {len(text) // 1024} KiB ({origin}); read as "
+          f"{len(patient.observations)} observations, {len(patient.conditions)} conditions, "
+          f"{len(patient.medications)} medications, {len(patient.procedures)} procedures")
+    counts = [10, 100] if quick else [10, 100, 1000]
+    bundled = load_trials(ROOT / "rules")
+    rows, out = [], {}
+    with rules_dirs(counts) as dirs:
+        sets = [(f"bundled ({len(bundled)})", bundled)] + [(f"{n:,} generated", load_trials(dirs[n])) for n in counts]
+        for label, trials in sets:
+            n = len(trials)
+            its = 5 if quick else (300 if n <= 10 else 150 if n <= 100 else 30)
+            budget = 1.0 if quick else 20.0
+            st = time_statuses(text, trials, its, budget)
+            ex = time_explained(text, trials, max(3, its // (3 if n <= 100 else 6)), budget)
+            out[label] = {"trials": n, "statuses": st, "explained": ex}
+            total = st["total"]["p50"]
+            share = ", ".join(f"{k} {st[k]['p50'] / total:.0%}" for k in ("json", "fhir", "facts", "statuses"))
+            rows.append([label, st["total"]["p50"], st["total"]["p99"], st["statuses"]["p50"] / n * 1000,
+                         ex["p50"], ex["p99"], share, st["total"]["n"]])
+    print(table(["trials", "statuses p50 ms", "p99 ms", "µs/trial", "explained p50 ms", "p99 ms",
+                 "share of statuses p50 by stage", "runs"], rows,
+                title="\nin process, per patient (bundle JSON text → results)"))
+    return out
+
+
+# ---- HTTP -------------------------------------------------------------------------------------
+
+async def _load(base: str, body: bytes, concurrency: int, seconds: float, max_requests: int) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    headers = {"content-type": "application/json"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=30.0, limits=limits) as client:
+        for _ in range(min(concurrency, 4)):  # warm up: connections, first-request work
+            await client.post("/v1/screen", content=body, headers=headers)
+        sent = 0
+
+        async def worker():
+            nonlocal errors, sent
+            while time.perf_counter() < deadline and sent < max_requests:
+                sent += 1
+                t0 = time.perf_counter()
+                r = await client.post("/v1/screen", content=body, headers=headers)
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors += 1
+                    if errors == 1:
+                        print(f"  first error: HTTP {r.status_code} {r.text[:300]}")
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return {"requests": len(latencies), "errors": errors, "seconds": wall, "per_s": len(latencies) / wall,
+            "latency": percentiles(latencies), "client_cpu_share": cpu / wall}
+
+
+def over_http(quick: bool, seconds: float, concurrency: int) -> dict | None:
+    why = api_available()
+    if why:
+        print(f"\nHTTP: skipped ({why})")
+        return None
+    native = native_patient(40)
+    bundle, _ = realistic_bundle()
+    payloads = [("engine JSON, 40 items", {"patient": native, "as_of": AS_OF}),
+                ("FHIR bundle, 300 resources", {"patient": bundle, "as_of": AS_OF})]
+    rows, out = [], {}
+    with serve() as (base, ready):
+        print(f"\nHTTP: uvicorn api.main:app, 1 worker, on {base}; ready in {ready:.2f} s; "
+              f"{concurrency} concurrent clients, {seconds:g} s per payload")
+        for label, payload in payloads:
+            body = json.dumps(payload).encode()
+            r = asyncio.run(_load(base, body, concurrency, seconds, 50 if quick else 1_000_000))
+            out[label] = r
+            rows.append([label, f"{len(body) // 1024} KiB", r["requests"], r["errors"], r["per_s"],
+                         r["latency"]["p50"], r["latency"]["p99"], f"{r['client_cpu_share']:.0%}"])
+    assert count_items(native) == 40
+    print(table(["POST /v1/screen (all bundled trials)", "body", "requests", "errors", "per s", "p50 ms", "p99 ms",
+                 "client CPU"], rows))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: few iterations, 10 and 100 trials, 2 s of HTTP")
+    ap.add_argument("--seconds", type=float, default=10.0, help="HTTP load per payload (default 10)")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--no-http", action="store_true")
+    args = ap.parse_args(argv)
+    print(f"end to end, as of {AS_OF}; {machine()}")
+    data = {"in_process": in_process(args.quick)}
+    if not args.no_http:
+        data["http"] = over_http(args.quick, 1.0 if args.quick else args.seconds, args.concurrency)
+    if not args.quick:
+        save("end_to_end", data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
