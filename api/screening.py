@@ -85,7 +85,7 @@ def missing_data(results: list[TrialResult]) -> list[MissingData]:
         if t.verdict != "possibly_eligible":
             continue
         for c in t.criteria:
-            for datum in c.missing:
+            for datum in (d for m in c.missing for d in _data(m)):
                 key = _LOINC_NOTE.sub("", datum)
                 shown[key] = max(shown.get(key, ""), datum, key=len)
                 if t.trial_id not in trials[key]:
@@ -96,3 +96,15 @@ def missing_data(results: list[TrialResult]) -> list[MissingData]:
     return [MissingData(data=shown[k], decides=len(trials[k]), trials=trials[k], criteria=criteria[k],
                         summary=f"{shown[k]}: decides {len(trials[k])} trial{'s' if len(trials[k]) != 1 else ''}")
             for k in ordered]
+
+
+def _data(missing: str) -> list[str]:
+    """A score's "bilirubin within 7 days, INR within 7 days" as its separate data."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(missing):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(missing[start:i].strip())
+            start = i + 1
+    parts.append(missing[start:].strip())
+    return parts if len(parts) > 1 and all(" within " in p for p in parts) else [missing]
