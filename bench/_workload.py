@@ -186,7 +186,7 @@ def free_port() -> int:
 
 @contextmanager
 def serve(rules_root: Path | None = None, ready_timeout: float = 120.0, workers: int = 1):
-    """`uvicorn api.main:app` on 127.0.0.1:<free port>; yields (base url, seconds to /readyz OK)."""
+    """`uvicorn api.main:app` on 127.0.0.1:<free port>; yields (base url, seconds to /readyz OK, pid)."""
     import httpx
 
     port = free_port()
@@ -215,7 +215,7 @@ def serve(rules_root: Path | None = None, ready_timeout: float = 120.0, workers:
                 time.sleep(0.01)
         if ready is None:
             raise RuntimeError(f"/readyz not OK within {ready_timeout:.0f} s")
-        yield base, ready
+        yield base, ready, proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)

@@ -145,7 +145,7 @@ def over_http(quick: bool, seconds: float, concurrency: int) -> dict | None:
     payloads = [("engine JSON, 40 items", {"patient": native, "as_of": AS_OF}),
                 ("FHIR bundle, 300 resources", {"patient": bundle, "as_of": AS_OF})]
     rows, out = [], {}
-    with serve() as (base, ready):
+    with serve() as (base, ready, _pid):
         print(f"\nHTTP: uvicorn api.main:app, 1 worker, on {base}; ready in {ready:.2f} s; "
               f"{concurrency} concurrent clients, {seconds:g} s per payload")
         for label, payload in payloads:

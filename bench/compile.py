@@ -1,0 +1,103 @@
+"""Compile: time to parse, check and compile each seed trial file, 1,000 generated files, and
+the service's start time with 1,000 trial files (process start to `GET /readyz` OK).
+
+Per seed file, two figures: cold (a fresh import resolver, so the imported library is parsed
+too, as `elig check FILE` does) and warm (library already parsed, as when a rule set loads its
+second and later files), each the median of several runs, split into parse / check / compile.
+
+Run: .venv/bin/python bench/compile.py [--quick] [--files 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import ROOT, machine, save, table  # noqa: E402
+from _workload import api_available, rules_dirs, serve  # noqa: E402
+
+from engine.checker import check  # noqa: E402
+from engine.compiler import compile_checked  # noqa: E402
+from engine.parser import parse  # noqa: E402
+from engine.rules import ImportResolver, load_rules  # noqa: E402
+from engine.source import Source  # noqa: E402
+
+
+def _stages(path: Path, resolver: ImportResolver) -> tuple[float, float, float]:
+    source = Source.from_path(path, path.name)
+    t0 = time.perf_counter()
+    module = parse(source)
+    t1 = time.perf_counter()
+    checked, _warnings = check(source, module, resolver)
+    t2 = time.perf_counter()
+    compile_checked(checked)
+    t3 = time.perf_counter()
+    return t1 - t0, t2 - t1, t3 - t2
+
+
+def seed_files(runs: int) -> list[dict]:
+    rules = ROOT / "rules"
+    out = []
+    for path in sorted((rules / "trials").glob("*.elig")):
+        cold, warm = [], []
+        for _ in range(runs):
+            cold.append(_stages(path, ImportResolver(rules)))
+        resolver = ImportResolver(rules)
+        _stages(path, resolver)  # parses the library once
+        for _ in range(runs):
+            warm.append(_stages(path, resolver))
+        med = lambda rows, i: statistics.median(r[i] for r in rows) * 1000  # noqa: E731
+        lines = path.read_text(encoding="utf-8").count("\n")
+        out.append({"file": path.name, "lines": lines,
+                    "cold_ms": statistics.median(sum(r) for r in cold) * 1000,
+                    "warm_ms": statistics.median(sum(r) for r in warm) * 1000,
+                    "parse_ms": med(warm, 0), "check_ms": med(warm, 1), "compile_ms": med(warm, 2)})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 2 runs per seed, 20 generated files")
+    ap.add_argument("--files", type=int, default=1000)
+    ap.add_argument("--no-api", action="store_true")
+    args = ap.parse_args(argv)
+    runs, files = (2, 20) if args.quick else (15, args.files)
+    print(f"compile; {machine()}")
+    lib = ROOT / "rules" / "lib" / "hepatology.elig"
+    print(f"library {lib.name}: {lib.read_text(encoding='utf-8').count(chr(10))} lines")
+    seeds = seed_files(runs)
+    print(table(["seed file", "lines", "cold ms", "warm ms", "parse ms", "check ms", "compile ms"],
+                [[s["file"], s["lines"], s["cold_ms"], s["warm_ms"], s["parse_ms"], s["check_ms"], s["compile_ms"]]
+                 for s in seeds], title=f"\ncheck and compile one file (median of {runs}; cold = library parsed too)"))
+    data: dict = {"seeds": seeds}
+    with rules_dirs([files]) as dirs:
+        t0 = time.perf_counter()
+        rules = load_rules(dirs[files])
+        seconds = time.perf_counter() - t0
+        assert not rules.failed_files, rules.failed_files[:3]
+        data["generated"] = {"files": files, "seconds": seconds, "ms_per_file": seconds / files * 1000}
+        print(f"\nload_rules over {files:,} generated trial files: {seconds:.2f} s, "
+              f"{seconds / files * 1000:.2f} ms per file ({len(rules.trials):,} trials)")
+        why = None if not args.no_api else "--no-api"
+        why = why or api_available()
+        if why:
+            print(f"service start: skipped ({why})")
+        else:
+            starts = {}
+            for label, root in (("bundled rules (5 files)", None), (f"{files:,} trial files", dirs[files])):
+                with serve(root) as (_base, ready, _pid):
+                    starts[label] = ready
+            data["service_start_s"] = starts
+            print(table(["service (uvicorn api.main:app)", "start to /readyz OK, s"],
+                        [[k, v] for k, v in starts.items()], title="\nservice start"))
+    if not args.quick:
+        save("compile", data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
