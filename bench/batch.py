@@ -209,7 +209,7 @@ def through_api(path: Path, sizes: list[int]) -> list[dict] | None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run: 200 and 1,000 patients")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 50 and 200 patients in process, 100 through the API")
     ap.add_argument("--sizes", default="1000,10000,100000", help="in-process sizes")
     ap.add_argument("--api-sizes", default="1000,10000", help="API sizes (100000 takes ~15 min here)")
     ap.add_argument("--explain", action="store_true", help="in process: full explanations (engine.screen)")
@@ -220,8 +220,8 @@ def main(argv=None) -> int:
     if args.child:
         child(args.child, args.limit, args.explain)
         return 0
-    sizes = [200, 1000] if args.quick else [int(x) for x in args.sizes.split(",")]
-    api_sizes = [200, 1000] if args.quick else [int(x) for x in args.api_sizes.split(",")]
+    sizes = [50, 200] if args.quick else [int(x) for x in args.sizes.split(",")]
+    api_sizes = [100] if args.quick else [int(x) for x in args.api_sizes.split(",")]
     print(f"batch, as of {AS_OF}, every bundled trial; {machine()}")
     data: dict = {}
     with tempfile.TemporaryDirectory(prefix="elig-batch-") as tmp:
