@@ -7,7 +7,7 @@ import json
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
 from .. import batch, strict_json
@@ -30,15 +30,17 @@ _PROBLEMS = {422: {"model": ProblemDetails, "description": "Invalid field(s); `e
                    "content": {"application/problem+json": {}}}}
 
 
-@router.post("/screen", response_model_exclude_none=False, responses=_PROBLEMS)
-def screen(body: ScreenRequest, rules: RulesDep) -> ScreenResponse:
+@router.post("/screen", response_model=ScreenResponse, responses=_PROBLEMS)
+def screen(body: ScreenRequest, rules: RulesDep) -> Response:
     """Screen one patient against every loaded trial (or `trial_ids`), ranked, with explanations.
 
-    A plain `def`: screening is CPU work, so FastAPI runs it in the thread pool.
+    A plain `def`: screening is CPU work, so FastAPI runs it in the thread pool. The result is
+    serialised here, once, by pydantic: FastAPI would validate the 40 kB model again first.
     """
     trials = select_trials(rules, body.trial_ids)
     patient, notes = read_patient(body.patient, body.patient_id)
-    return screen_patient(rules, patient, notes, body.as_of, trials)
+    result = screen_patient(rules, patient, notes, body.as_of, trials)
+    return Response(result.model_dump_json(), media_type="application/json")
 
 
 def _screen_line(rules: Snapshot, trials, as_of: date | None, instance: str, number: int, line: bytes) -> bytes:
