@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from .fhir import bundle_to_patient, looks_like_fhir
+from .fhir import FhirError, bundle_to_patient, looks_like_fhir
+from .fhir_validate import strict_problems
 from .patient import Patient
 
 PATIENT_SUFFIXES = (".json", ".ndjson", ".jsonl")
@@ -25,24 +26,33 @@ class LoadedPatient:
     notes: list = field(default_factory=list)  # FHIR ingestion report
 
 
-def patient_from_document(doc: dict, origin: str = "<input>") -> LoadedPatient:
-    """Parse one document; raises FhirError or pydantic ValidationError on bad input."""
+def patient_from_document(doc: dict, origin: str = "<input>", *, strict_fhir: bool = False) -> LoadedPatient:
+    """Parse one document; raises FhirError or pydantic ValidationError on bad input.
+
+    With `strict_fhir`, a FHIR document must also pass full R4 validation (`fhir_validate`).
+    """
+    if looks_like_fhir(doc) and strict_fhir:
+        problems = strict_problems(doc)
+        if problems:
+            shown = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:5])
+            raise FhirError(f"not valid FHIR R4 ({len(problems)} problem(s)): {shown}")
     if looks_like_fhir(doc):
         ingested = bundle_to_patient(doc)
         return LoadedPatient(ingested.patient, origin, list(ingested.report))
     return LoadedPatient(Patient.model_validate(doc), origin)
 
 
-def iter_patients(path: Path) -> Iterator[LoadedPatient]:
+def iter_patients(path: Path, *, strict_fhir: bool = False) -> Iterator[LoadedPatient]:
     """Every patient in a file, an NDJSON file or a folder of files, one at a time."""
     if path.is_dir():
         for child in sorted(p for p in path.iterdir() if p.suffix in PATIENT_SUFFIXES):
-            yield from iter_patients(child)
+            yield from iter_patients(child, strict_fhir=strict_fhir)
         return
     if path.suffix in (".ndjson", ".jsonl"):
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if line.strip():
-                    yield patient_from_document(json.loads(line), f"{path.name}:{number}")
+                    yield patient_from_document(json.loads(line), f"{path.name}:{number}", strict_fhir=strict_fhir)
         return
-    yield patient_from_document(json.loads(path.read_text(encoding="utf-8")), path.name)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    yield patient_from_document(doc, path.name, strict_fhir=strict_fhir)
