@@ -28,6 +28,7 @@ from . import ir
 from .diagnostics import CompileError, Diagnostic
 from .source import Source
 
+CODES = ("never_met", "never_applies", "overlapping_criteria")  # every code this stage emits
 MAX_TERMS = 64
 FLIP_NEGATED = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
 DAYS = {"day": 1, "week": 7, "month": 30.4375, "year": 365.25}
