@@ -11,9 +11,10 @@ Why the pieces:
 
 Clients that read while they send (curl, aiohttp, Go) get results as each line is screened and
 can send any number of patients. Clients that send the whole body before reading (httpx,
-requests, fetch) work as long as the results fit in `batch_buffer_bytes` plus the sockets'
-buffers; past that, reading stops until they read, as HTTP/1.1 flow control dictates. Keeping
-results in memory or on disk instead would break "memory flat" and "never stored".
+requests, fetch) work while their body fits the sockets' buffers (a few MB on loopback); past
+that, both sides wait for the other until the client times out, as HTTP/1.1 flow control
+dictates. Keeping all results in memory or on disk instead would break "memory flat" and
+"never stored", so such clients are told (api/README.md) to send a few MB per request.
 """
 
 from __future__ import annotations
