@@ -89,12 +89,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.feedback = FeedbackStore()
     app.state.reloads = set()
     install(app)
+    # Added innermost first: CORS outermost, so that 413s and 500s carry its headers too.
+    app.add_middleware(ErrorGuard)
+    app.add_middleware(BodyLimit, default=settings.max_body_bytes,
+                       limits={"/v1/screen/batch": settings.batch_max_bytes})
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    app.add_middleware(BodyLimit, default=settings.max_body_bytes,
-                       limits={"/v1/screen/batch": settings.batch_max_bytes})
-    app.add_middleware(ErrorGuard)
     for module in (health, screen, trials, rules, admin, cds_hooks):
         app.include_router(module.router)
     _add_pages(app)

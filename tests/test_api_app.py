@@ -125,6 +125,9 @@ def test_cors_only_for_configured_origins():
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://ehr.example"
         r = c.options("/v1/screen", headers=pre | {"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
+        big = {"Origin": "https://ehr.example", "content-type": "application/json"}
+        r = c.post("/v1/screen", content=b"x" * (6 * 1024 * 1024), headers=big)
+        assert r.status_code == 413 and r.headers["access-control-allow-origin"] == "https://ehr.example"
 
 
 def test_settings_from_the_environment(monkeypatch):
@@ -278,3 +281,17 @@ def test_fuzz_other_endpoints_never_500(client, body):
     for path in ("/v1/rules/check", "/cds-services/elig-trial-screening", "/cds-services/elig-trial-screening/feedback"):
         r = client.post(path, json=body)
         assert r.status_code < 500, (path, r.text)
+
+
+def test_a_bug_is_a_500_problem_logged_without_its_message(caplog):
+    app = create_app(Settings(rules_dir=RULES))
+
+    @app.get("/boom")
+    def boom():
+        raise ValueError("patient Jane Doe, born 1961-02-03")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/boom")
+    assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"] == "/problems/internal" and "Jane" not in r.text
+    assert "ValueError" in caplog.text and "Jane" not in caplog.text
