@@ -256,8 +256,8 @@ class ErrorGuard:
 
 
 def log_exception(exc: BaseException, where: str) -> None:
-    """Type and stack only: never the message, never locals."""
-    stack = "".join(traceback.format_tb(exc.__traceback__))
+    """Type and stack (file, line, function) only: never the message, locals or source lines."""
+    stack = "\n".join(f"  {f.filename}:{f.lineno} in {f.name}" for f in traceback.extract_tb(exc.__traceback__))
     log.error("unhandled %s at %s\n%s", type(exc).__name__, where, stack)
 
 
