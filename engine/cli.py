@@ -94,16 +94,20 @@ def cmd_screen(args) -> int:
         return 2
     as_of = args.as_of or date.today()
     results, failures = [], 0
+    from .toolchain import Progress  # a bar on stderr (a terminal) while many patients are screened
+    progress = Progress.for_screen(args.patients, stdout_shows_table=not args.json and sys.stdout.isatty())
     for loaded in _patients_or_errors(args.patients, args.strict_fhir):
+        progress.step()
         if isinstance(loaded, str):
             failures += 1
-            print(loaded, file=sys.stderr)
+            progress.write(loaded)
             continue
         result = screen(loaded.patient, trials, as_of)
         if args.json:
             results.append(result.model_dump(mode="json"))
         else:
             _print_table(result, loaded.origin, sys.stdout.isatty())
+    progress.close()
     if args.json:
         doc = {"as_of": as_of.isoformat(), "trials": results[0]["trials"]} if len(results) == 1 else \
             {"as_of": as_of.isoformat(), "patients": results}

@@ -154,6 +154,22 @@ class Progress:
         self.stream = stream or sys.stderr
         self.done, self._drawn_at = 0, 0.0
 
+    @classmethod
+    def for_screen(cls, path: Path, stdout_shows_table: bool, stream=None) -> "Progress":
+        """On when stderr is a terminal, more than one patient is read, and stdout is not already
+        showing each patient's table on that terminal."""
+        stream = stream or sys.stderr
+        wanted = stream.isatty() and not stdout_shows_table
+        total = count_patients(path) if wanted else None
+        return cls(total, wanted and total != 1, stream)
+
+    def write(self, message: str) -> None:
+        """Print a line to the stream without leaving a half-drawn bar in front of it."""
+        if self.enabled:
+            self.stream.write("\r\033[K")
+        print(message, file=self.stream)
+        self._drawn_at = 0.0
+
     def step(self) -> None:
         self.done += 1
         now = time.monotonic()
@@ -170,7 +186,7 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled and self.done:
-            self.stream.write("\r" + " " * len(self.line()) + "\r")
+            self.stream.write("\r\033[K")
             self.stream.flush()
 
 
