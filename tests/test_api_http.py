@@ -200,8 +200,8 @@ class DuplexClient:
 
 
 def test_batch_memory_is_flat_in_the_number_of_patients(live_server):
-    """1,500 patients (about 4 MB in, 60 MB out) must not raise the server's peak memory
-    more than a fraction of what holding them would take."""
+    """1,000 patients (2.2 MB in, 40 MB out) must not raise the server's peak memory by more
+    than a fraction of what holding the results would take (measured: 74 → 76 MiB for 3,000)."""
     line = json.dumps(example("aclf_hbv_missing_inr.json")).encode() + b"\n"
 
     def batch(n):
@@ -210,11 +210,11 @@ def test_batch_memory_is_flat_in_the_number_of_patients(live_server):
     status, warm = DuplexClient(live_server.base_url).post(f"/v1/screen/batch?as_of={AS_OF}", batch(100))
     assert status == 200 and len(warm) == 100
     before = live_server.rss_peak_kib()
-    status, lines = DuplexClient(live_server.base_url).post(f"/v1/screen/batch?as_of={AS_OF}", batch(1500))
+    status, lines = DuplexClient(live_server.base_url).post(f"/v1/screen/batch?as_of={AS_OF}", batch(1000))
     after = live_server.rss_peak_kib()
-    assert status == 200 and len(lines) == 1500
+    assert status == 200 and len(lines) == 1000
     assert all(verdicts(x["result"])["NCT01844063"] == P for x in lines)
-    assert after - before < 30 * 1024, f"peak RSS grew by {(after - before) // 1024} MiB"
+    assert after - before < 20 * 1024, f"peak RSS grew by {(after - before) // 1024} MiB"
 
 
 # ---- a server with small limits and API keys --------------------------------------------------
