@@ -195,7 +195,8 @@ class BodyLimit:
         limit = self.limits.get(scope["path"], self.default)
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            response = problem_response(scope["path"], 413, "body-too-large", f"The request body is over {limit} bytes.")
+            response = problem_response(scope["path"], 413, "body-too-large",
+                                        f"The request body is over {limit} bytes.")
             await response(scope, receive, send)
             return
         seen = 0
