@@ -151,3 +151,17 @@ def test_help(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 0
+
+
+def test_language_reference_covers_vocabulary_and_diagnostics():
+    """docs/language.md must name every library definition, score and diagnostic code."""
+    from engine.parser import parse
+    from engine.scores import SCORES
+    from engine.source import Source
+    from tests.test_golden_diagnostics import emitted_codes
+
+    doc = (ROOT / "docs" / "language.md").read_text(encoding="utf-8")
+    names = {item.name for lib in (ROOT / "rules" / "lib").glob("*.elig")
+             for item in parse(Source(lib.name, lib.read_text(encoding="utf-8"))).items if hasattr(item, "name")}
+    missing = sorted(n for n in names | set(SCORES) | emitted_codes() if f"`{n}`" not in doc)
+    assert missing == []
