@@ -1,0 +1,198 @@
+"""Prototype, not the engine: the fix proposed for the flat-workload gap, measured by peers.py.
+
+The engine's generated code calls one generic leaf evaluator per test (`L_LabTest(f, N9, tr)`),
+which asks the facts object for a lookup object and compares through helper functions: about
+ten Python calls and a few allocations per leaf. Hand-written code does a dict lookup and a
+comparison. This prototype generates, from the same checked IR (`CompiledTrial.checked`), one
+`verdict(p)` and one `statuses(p)` function per trial with every criterion and leaf inlined as
+plain comparisons on the flat values, constants bound by name as the engine's compiler does.
+Anything the inline form does not cover (a dated value `<name>__days`, a score computed from
+its inputs, an upper limit of normal, a birth date, a record tested for duration) falls back to
+the engine's own leaf evaluator on `engine.flat.FlatFacts`, so results stay identical; peers.py
+asserts it on every patient.
+
+It reuses `engine.compiler._Emitter` for `and`/`or`/`not` and only adds leaf emitters.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402,F401  (puts the repository on sys.path)
+
+from engine import ir, runtime  # noqa: E402
+from engine.compiler import _Emitter  # noqa: E402
+from engine.facts import subtract  # noqa: E402
+from engine.flat import FlatFacts  # noqa: E402
+
+_TEST = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "=": "=="}
+
+
+class _FlatEmitter(_Emitter):
+    """Kleene connectives from the engine's emitter, without trace bookkeeping; inline leaves."""
+
+    def __init__(self, as_of: date):
+        super().__init__()
+        self.as_of = as_of
+
+    def _record(self, node, var, depth):  # no trace on this path
+        pass
+
+    def _connective(self, node, var: str, depth: int, stop: str, identity: str) -> None:
+        self.line(depth, f"{var} = {identity}")
+        for i, child in enumerate(node.children):
+            inner = depth
+            if i:
+                self.line(depth, f"if {var} is not {stop}:")
+                inner = depth + 1
+            cvar = self.emit(child, inner)
+            self.line(inner, f"if {cvar} is {stop}:")
+            self.line(inner + 1, f"{var} = {stop}")
+            self.line(inner, f"elif {cvar} is None and {var} is {identity}:")
+            self.line(inner + 1, f"{var} = None")
+
+    # ---- leaves -----------------------------------------------------------------------------
+
+    def _const(self, node, value) -> str:
+        name = f"C{node.nid}_{len(self.nodes)}"
+        self.nodes[name] = value
+        return name
+
+    def _bounds(self, node, x: str, bounds) -> str:
+        return " and ".join(f"{x} {_TEST[op]} {self._const(node, t)}" for op, t in bounds)
+
+    def _fallback(self, node, var: str, depth: int) -> None:
+        self.line(depth, f"{var} = L_{type(node).__name__}(FF(p, AS_OF), N{node.nid}, None)")
+
+    def _guarded(self, node, var, depth, keys: list[str], inline: str, x: str, key: str) -> None:
+        """`x = p[key]`; fall back when any of `keys` is given, else `var = inline`."""
+        self.line(depth, f"{x} = g({self._const(node, key)})")
+        if keys:
+            cond = " or ".join(f"g({self._const(node, k)})" for k in keys)
+            self.line(depth, f"if {cond}:")
+            self._fallback(node, var, depth + 1)
+            self.line(depth, "else:")
+            depth += 1
+        self.line(depth, f"{var} = {inline}")
+
+    def emit_AgeTest(self, node: ir.AgeTest, var: str, depth: int) -> None:
+        if node.unit != "year":
+            return self._fallback(node, var, depth)
+        x = f"a{node.nid}"
+        self._guarded(node, var, depth, ["birth_date"], f"None if {x} is None else ({self._bounds(node, x, node.bounds)})",
+                      x, "age")
+
+    def emit_SexTest(self, node: ir.SexTest, var: str, depth: int) -> None:
+        x = f"s{node.nid}"
+        self.line(depth, f"{x} = g('sex')")
+        self.line(depth, f"{var} = None if {x} is None or {x} == 'unknown' else {x} == {self._const(node, node.value)}")
+
+    def emit_LabTest(self, node: ir.LabTest, var: str, depth: int) -> None:
+        x, a = f"x{node.nid}", node.analyte.name
+        self._guarded(node, var, depth, [a + "__days"], f"None if {x} is None else ({self._bounds(node, x, node.bounds)})",
+                      x, a)
+
+    def emit_QualTest(self, node: ir.QualTest, var: str, depth: int) -> None:
+        x, a = f"q{node.nid}", node.analyte.name
+        want = self._const(node, node.value)
+        self._guarded(node, var, depth, [a + "__days"],
+                      f"None if {x} is None else True if {x} == {want} else None if {x} == 'indeterminate' else False",
+                      x, a)
+
+    def emit_RisingTest(self, node: ir.RisingTest, var: str, depth: int) -> None:
+        a = node.analyte.name
+        window = (self.as_of - subtract(self.as_of, node.fresh)).days
+        x, prev, days = f"x{node.nid}", f"r{node.nid}", f"d{node.nid}"
+        self.line(depth, f"{x} = g({self._const(node, a)})")
+        self.line(depth, f"{prev} = g({self._const(node, a + '__prev')})")
+        self.line(depth, f"if g({self._const(node, a + '__days')}):")
+        self._fallback(node, var, depth + 1)
+        self.line(depth, f"elif {x} is None or {prev} is None:")
+        self.line(depth + 1, f"{var} = None")
+        self.line(depth, "else:")
+        self.line(depth + 1, f"{days} = g({self._const(node, a + '__prev_days')}) or 0")
+        rate = self._const(node, node.rate_per_day)
+        self.line(depth + 1, f"{var} = (({x} - {prev}) / {days} {_TEST[node.op]} {rate}) if 0 < {days} <= {window} "
+                             "else None")
+
+    def emit_ScoreTest(self, node: ir.ScoreTest, var: str, depth: int) -> None:
+        x = f"m{node.nid}"
+        self.line(depth, f"{x} = g({self._const(node, node.score)})")
+        self.line(depth, f"if {x} is None or g({self._const(node, node.score + '__days')}):")
+        self._fallback(node, var, depth + 1)
+        self.line(depth, "else:")
+        self.line(depth + 1, f"{var} = {self._bounds(node, x, node.bounds)}")
+
+    def emit_RecordTest(self, node: ir.RecordTest, var: str, depth: int) -> None:
+        if node.for_more_than is not None:
+            return self._fallback(node, var, depth)
+        name = node.codes.name
+        self.line(depth, f"if not g({self._const(node, name)}):")
+        self.line(depth + 1, f"{var} = False")
+        self.line(depth, f"elif g({self._const(node, name + '__days')}) is not None:")
+        self._fallback(node, var, depth + 1)
+        self.line(depth, "else:")
+        self.line(depth + 1, f"{var} = True")  # an ongoing, undated record: current, and within any window
+
+    def emit_FactTest(self, node: ir.FactTest, var: str, depth: int) -> None:
+        x = f"t{node.nid}"
+        self._guarded(node, var, depth, [node.name + "__days"], f"None if {x} is None else bool({x})", x, node.name)
+
+    def emit_UlnTest(self, node, var, depth):
+        self._fallback(node, var, depth)
+
+
+def generate(trial, as_of: date) -> tuple[str, dict]:
+    em = _FlatEmitter(as_of)
+    criteria = trial.checked.criteria
+    em.line(0, "def verdict(p):")
+    em.line(1, "g = p.get")
+    em.line(1, "unknown = False")
+    for c in criteria:
+        if c.is_manual:
+            continue
+        deciding = "False" if c.kind == "inclusion" else "True"
+        depth = 1
+        if c.when is not None:
+            w = em.emit(c.when, 1)
+            em.line(1, f"if {w} is None:")
+            em.line(2, "unknown = True")
+            em.line(1, f"elif {w}:")
+            depth = 2
+        b = em.emit(c.body, depth)
+        em.line(depth, f"if {b} is {deciding}:")
+        em.line(depth + 1, "return 'ineligible'")
+        em.line(depth, f"if {b} is None:")
+        em.line(depth + 1, "unknown = True")
+    em.line(1, "return 'possibly_eligible' if unknown else 'eligible'")
+    em.line(0, "")
+    em.line(0, "def statuses(p):")
+    em.line(1, "g = p.get")
+    em.line(1, "out = []")
+    for c in criteria:
+        if c.is_manual:
+            em.line(1, "out.append('manual')")
+            continue
+        depth = 1
+        if c.when is not None:
+            w = em.emit(c.when, 1)
+            em.line(1, f"if {w} is not True:")
+            em.line(2, f"out.append('not_applicable' if {w} is False else 'unknown')")
+            em.line(1, "else:")
+            depth = 2
+        b = em.emit(c.body, depth)
+        em.line(depth, f"out.append('met' if {b} is True else 'not_met' if {b} is False else 'unknown')")
+    em.line(1, "return out")
+    return "\n".join(em.lines), em.nodes
+
+
+def compile_flat(trial, as_of: date):
+    """(verdict, statuses), each taking one flat mapping, for screening date `as_of`."""
+    source, nodes = generate(trial, as_of)
+    namespace: dict = {"__builtins__": {"bool": bool}, "FF": FlatFacts, "AS_OF": as_of, **nodes}
+    namespace.update({f"L_{cls.__name__}": fn for cls, fn in runtime.LEAF_EVALUATORS.items()})
+    exec(compile(source, f"<elig-flat:{trial.trial_id}>", "exec"), namespace)  # noqa: S102
+    return namespace["verdict"], namespace["statuses"]
