@@ -169,11 +169,11 @@ def run_trial(trial_path: Path, rules_root: Path | None = None) -> TrialReport:
     """Compile one trial, run the cases beside it, and measure coverage."""
     cases_path = cases_path_for(trial_path)
     report = TrialReport(trial_path.stem, display_name(trial_path), display_name(cases_path) if cases_path else None)
-    if not trial_path.is_file():
-        report.error = f"no trial file {report.trial_path}"
+    if not trial_path.is_file() or not _is_trial(trial_path):
+        report.error = f"{report.trial_path} is not a trial file (no file, or no `trial` block)"
         return report
     try:
-        compiled = _compile(trial_path, rules_root)
+        compiled = compile_trial(trial_path, rules_root)
     except CompileError as exc:
         report.error = f"{report.trial_path} does not compile:\n{exc.render()}"
         return report
@@ -191,7 +191,8 @@ def cases_path_for(trial_path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _compile(trial_path: Path, rules_root: Path | None) -> CompiledTrial:
+def compile_trial(trial_path: Path, rules_root: Path | None = None) -> CompiledTrial:
+    """Compile a trial file, importing from `rules_root` (default: the folder above `trials/`)."""
     root = rules_root or (trial_path.parent.parent if trial_path.parent.name == "trials" else trial_path.parent)
     compiled, _warnings = compile_source(Source.from_path(trial_path, display_name(trial_path)),
                                          ImportResolver(Path(root).resolve()))

@@ -121,9 +121,9 @@ def cmd_explain(args) -> int:
 
 
 def _trial_from_file(path: Path):
-    from .cases import _compile
+    from .cases import compile_trial
 
-    return _compile(path, None)
+    return compile_trial(path)
 
 
 # ---- import ---------------------------------------------------------------------------------------

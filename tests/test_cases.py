@@ -173,3 +173,9 @@ def test_bundled_trials_pass_with_every_criterion_covered_both_ways():
     problems = [(r.trial_id, row.key, row.gaps(strict=True)) for r in reports for row in r.coverage if row.gaps(strict=True)]
     failures = [(r.trial_id, x.note, x.outcome) for r in reports for x in r.results if x.outcome not in ("passed", "xfailed")]
     assert (problems, failures, [r.error for r in reports if r.error]) == ([], [], [])
+
+
+def test_a_library_is_not_a_trial(tmp_path):
+    path = tmp_path / "lib.elig"
+    path.write_text('fact f "a fact"\n', encoding="utf-8")
+    assert "is not a trial file" in cases.run_trial(path).error
