@@ -214,7 +214,8 @@ def _run_cases(report: TrialReport, compiled: CompiledTrial, cases_path: Path) -
         report.results.append(run_case(case, line, compiled, cases_path, spec.as_of))
 
 
-def run_case(case: CaseSpec, line: int, compiled: CompiledTrial, cases_path: Path, default_as_of: str | None) -> CaseResult:
+def run_case(case: CaseSpec, line: int, compiled: CompiledTrial, cases_path: Path,
+             default_as_of: str | None) -> CaseResult:
     """Screen the case's patient and compare; an unreadable case is an error, not a crash."""
     result = CaseResult(case.note, line, "error", xfail=case.xfail, asserted=dict(case.want))
     keys = [c.key for c in compiled.checked.criteria]

@@ -239,7 +239,8 @@ class _Splitter:
     def _section(self) -> Section:
         if not self.sections:
             self._open("inclusion")
-            self.sections[-1].notes.append("the registry text has no Inclusion/Exclusion headings: all read as inclusion")
+            self.sections[-1].notes.append(
+                "the registry text has no Inclusion/Exclusion headings: all read as inclusion")
         return self.sections[-1]
 
     def _bullet(self, indent: int, text: str) -> None:

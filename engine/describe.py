@@ -217,13 +217,15 @@ def _look_back(node: ir.RecordTest) -> str:
 def _data_section(trial: ir.CheckedTrial, needs: _Needs) -> str:
     parts = ["## Data to collect before screening"]
     if needs.patient:
-        parts.append("### Patient\n\n" + "\n".join(f"- {what}: {', '.join(keys)}" for what, keys in needs.patient.items()))
+        items = [f"- {what}: {', '.join(keys)}" for what, keys in needs.patient.items()]
+        parts.append("### Patient\n\n" + "\n".join(items))
     if needs.labs:
         parts.append(_lab_table(needs.labs))
     if needs.code_sets:
         parts.append(_code_set_table(needs.code_sets))
     if needs.facts:
-        rows = [f"| {title} | `{name}` | {window} | {', '.join(keys)} |" for (name, title, window), keys in needs.facts.items()]
+        rows = [f"| {title} | `{name}` | {window} | {', '.join(keys)} |"
+                for (name, title, window), keys in needs.facts.items()]
         parts.append("### Recorded yes/no facts\n\n| Fact | Name | Fresh within | Used by |\n|---|---|---|---|\n"
                      + "\n".join(rows))
     if needs.manual:
@@ -235,7 +237,8 @@ def _data_section(trial: ir.CheckedTrial, needs: _Needs) -> str:
 def _lab_table(labs: dict) -> str:
     rows = []
     for (analyte, window), keys in labs.items():
-        unit = "positive / negative" if analyte.kind == "qualitative" else (analyte.unit if analyte.unit != "1" else "(ratio, no unit)")
+        unit = "positive / negative" if analyte.kind == "qualitative" else \
+            analyte.unit if analyte.unit != "1" else "(ratio, no unit)"
         rows.append(f"| {analyte.title} | {', '.join(analyte.loinc)} | {unit} | {window} | {', '.join(keys)} |")
     return ("### Lab results\n\nResults in other units are converted; only final, amended or corrected results "
             "count.\n\n| Result | LOINC | Unit | Fresh within | Used by |\n|---|---|---|---|---|\n" + "\n".join(rows))

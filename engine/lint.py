@@ -343,7 +343,7 @@ def _overlap(trial, i: ir.CheckedCriterion, e: ir.CheckedCriterion) -> Diagnosti
     inc, exc = _met_when(i), _met_when(e)
     if not inc or not exc:
         return None
-    details = (f"{i.key} (line {i.span.line}): {_criterion_text(i)}", f"{e.key} (line {e.span.line}): {_criterion_text(e)}")
+    details = tuple(f"{c.key} (line {c.span.line}): {_criterion_text(c)}" for c in (i, e))
     if implies(inc, exc):
         return _warning(trial, "overlapping_criteria", f"every patient who meets {i.key} is excluded by {e.key}",
                         e.body, "an exclusion that follows from an inclusion leaves nobody to enrol; "

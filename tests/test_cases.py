@@ -124,7 +124,8 @@ def test_as_of_is_required(tmp_path):
 
 
 def test_yaml_dates_stay_text(tmp_path):
-    text = "as_of: 2026-11-01\ncases:\n  - note: dates\n    patient: {id: p, birth_date: 1980-01-01}\n    want: {I1: met}\n"
+    text = ("as_of: 2026-11-01\ncases:\n  - note: dates\n    patient: {id: p, birth_date: 1980-01-01}\n"
+            "    want: {I1: met}\n")
     [result] = _run(tmp_path, text).results
     assert (result.outcome, result.line) == ("passed", 3)
 
@@ -170,8 +171,10 @@ def test_json_report(tmp_path):
 def test_bundled_trials_pass_with_every_criterion_covered_both_ways():
     reports = [cases.run_trial(t) for t in cases.find_trials([ROOT / "rules"])]
     assert len(reports) == 5
-    problems = [(r.trial_id, row.key, row.gaps(strict=True)) for r in reports for row in r.coverage if row.gaps(strict=True)]
-    failures = [(r.trial_id, x.note, x.outcome) for r in reports for x in r.results if x.outcome not in ("passed", "xfailed")]
+    problems = [(r.trial_id, row.key, row.gaps(strict=True))
+                for r in reports for row in r.coverage if row.gaps(strict=True)]
+    failures = [(r.trial_id, x.note, x.outcome)
+                for r in reports for x in r.results if x.outcome not in ("passed", "xfailed")]
     assert (problems, failures, [r.error for r in reports if r.error]) == ([], [], [])
 
 

@@ -57,7 +57,8 @@ def test_free_text_criteria_match_the_seed_trials(record):
 @pytest.mark.parametrize("record", RECORDS, ids=lambda p: p.stem)
 def test_metadata_matches_the_seed_trials(record):
     imported = _module(skeleton_from_json(record.read_text(encoding="utf-8"))).of_type(ast.TrialMeta)[0]
-    seed = _module((ROOT / "rules" / "trials" / f"{record.stem}.elig").read_text(encoding="utf-8")).of_type(ast.TrialMeta)[0]
+    seed_text = (ROOT / "rules" / "trials" / f"{record.stem}.elig").read_text(encoding="utf-8")
+    seed = _module(seed_text).of_type(ast.TrialMeta)[0]
     assert imported.trial_id == seed.trial_id
     assert {f.name: f.value for f in imported.fields} == {f.name: f.value for f in seed.fields}
 

@@ -118,7 +118,8 @@ def test_and_inside_or_is_bracketed():
 def test_long_expressions_break_at_top_level_operator():
     names = " or ".join(f"had condition_number_{i}" for i in range(6))
     out = format_text(f'exclusion E1 "x": {names}')
-    assert out.splitlines()[1:] == ["  had condition_number_0"] + [f"    or had condition_number_{i}" for i in range(1, 6)]
+    continued = [f"    or had condition_number_{i}" for i in range(1, 6)]
+    assert out.splitlines()[1:] == ["  had condition_number_0", *continued]
 
 
 def test_comments_kept_in_place():
