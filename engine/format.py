@@ -68,6 +68,11 @@ class Line:
     leading: list[Comment] = field(default_factory=list)
     trailing: Comment | None = None
 
+    @property
+    def comment_pad(self) -> str:
+        """Indentation of the comments above this line (inside a block for its closing brace)."""
+        return " " * (self.indent if self.comment_indent is None else self.comment_indent)
+
 
 def format_source(source: Source) -> str:
     """The canonical text of `source`; raises `CompileError` when it does not parse."""
@@ -164,8 +169,7 @@ def _render(lines: list[Line], footer: list[Comment]) -> str:
     for line in lines:
         if line.blank_before and out:
             out.append("")
-        _render_comments(out, line.leading, " " * (line.comment_indent if line.comment_indent is not None
-                                                    else line.indent))
+        _render_comments(out, line.leading, line.comment_pad)
         out.append(_with_trailing(" " * line.indent + line.text, line.trailing))
     if footer:
         if out and footer[0].blank_before:
@@ -186,7 +190,9 @@ def _render_comments(out: list[str], comments: list[Comment], pad: str, trailing
 def _with_trailing(code: str, comment: Comment | None) -> str:
     if comment is None:
         return code
-    return code.ljust(COMMENT_COLUMN) + comment.text if len(code) <= COMMENT_COLUMN - 2 else f"{code}  {comment.text}"
+    if len(code) <= COMMENT_COLUMN - 2:
+        return code.ljust(COMMENT_COLUMN) + comment.text
+    return f"{code}  {comment.text}"
 
 
 # ---- layout --------------------------------------------------------------------------------
