@@ -83,9 +83,10 @@ class PatientFacts:
 
     def window_start(self, window: Window) -> date:
         key = ("window", window)
-        if key not in self._cache:
-            self._cache[key] = subtract(self.as_of, window)
-        return self._cache[key]
+        found = self._cache.get(key)  # one lookup: hashing the key is most of the cost
+        if found is None:
+            found = self._cache[key] = subtract(self.as_of, window)
+        return found
 
     # ---- age ------------------------------------------------------------------------------
 
@@ -101,9 +102,10 @@ class PatientFacts:
     def lab_values(self, analyte: AnalyteInfo) -> list[LabValue]:
         """Every counted result for the analyte up to the screening date, newest first."""
         key = ("lab", analyte)
-        if key not in self._cache:
-            self._cache[key] = self._collect_lab_values(analyte)
-        return self._cache[key]
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._collect_lab_values(analyte)
+        return found
 
     def _collect_lab_values(self, analyte: AnalyteInfo) -> list[LabValue]:
         records = {id(o): o for code in analyte.loinc for o in self._by_code.get(code, ())}.values()
@@ -114,9 +116,10 @@ class PatientFacts:
 
     def latest(self, analyte: AnalyteInfo, window: Window) -> LabLookup:
         key = ("latest", analyte, window)
-        if key not in self._cache:
-            self._cache[key] = self._latest(analyte, window)
-        return self._cache[key]
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._latest(analyte, window)
+        return found
 
     def _latest(self, analyte: AnalyteInfo, window: Window) -> LabLookup:
         everything = self.lab_values(analyte)
@@ -137,9 +140,10 @@ class PatientFacts:
 
     def records(self, codes: CodeSetInfo) -> list:
         key = ("records", codes)
-        if key not in self._cache:
-            self._cache[key] = [r for r in self._candidates(codes) if _matches(r, codes)]
-        return self._cache[key]
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = [r for r in self._candidates(codes) if _matches(r, codes)]
+        return found
 
     def _candidates(self, codes: CodeSetInfo) -> list:
         p = self.patient
