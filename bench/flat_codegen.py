@@ -6,6 +6,9 @@ ten Python calls and a few allocations per leaf. Hand-written code does a dict l
 comparison. This prototype generates, from the same checked IR (`CompiledTrial.checked`), one
 `verdict(p)` and one `statuses(p)` function per trial with every criterion and leaf inlined as
 plain comparisons on the flat values, constants bound by name as the engine's compiler does.
+Two compiler moves the hand-written code makes too: the verdict tests cheap criteria first (the
+result does not depend on the order), and rows are known to come from one table, so the keys
+they can have are known once per batch and no per-row check is emitted for the others.
 Anything the inline form does not cover (a dated value `<name>__days`, a score computed from
 its inputs, an upper limit of normal, a birth date, a record tested for duration) falls back to
 the engine's own leaf evaluator on `engine.flat.FlatFacts`, so results stay identical; peers.py
@@ -34,9 +37,13 @@ _TEST = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "=": "=="}
 class _FlatEmitter(_Emitter):
     """Kleene connectives from the engine's emitter, without trace bookkeeping; inline leaves."""
 
-    def __init__(self, as_of: date):
+    def __init__(self, as_of: date, columns: frozenset | None):
         super().__init__()
         self.as_of = as_of
+        self.columns = columns  # the keys rows may have; None: any
+
+    def _may_have(self, key: str) -> bool:
+        return self.columns is None or key in self.columns
 
     def _record(self, node, var, depth):  # no trace on this path
         pass
@@ -70,6 +77,7 @@ class _FlatEmitter(_Emitter):
     def _guarded(self, node, var, depth, keys: list[str], inline: str, x: str, key: str) -> None:
         """`x = p[key]`; fall back when any of `keys` is given, else `var = inline`."""
         self.line(depth, f"{x} = g({self._const(node, key)})")
+        keys = [k for k in keys if self._may_have(k)]
         if keys:
             cond = " or ".join(f"g({self._const(node, k)})" for k in keys)
             self.line(depth, f"if {cond}:")
@@ -108,20 +116,22 @@ class _FlatEmitter(_Emitter):
         x, prev, days = f"x{node.nid}", f"r{node.nid}", f"d{node.nid}"
         self.line(depth, f"{x} = g({self._const(node, a)})")
         self.line(depth, f"{prev} = g({self._const(node, a + '__prev')})")
-        self.line(depth, f"if g({self._const(node, a + '__days')}):")
-        self._fallback(node, var, depth + 1)
-        self.line(depth, f"elif {x} is None or {prev} is None:")
+        self.line(depth, f"if {x} is None or {prev} is None:")
         self.line(depth + 1, f"{var} = None")
         self.line(depth, "else:")
         self.line(depth + 1, f"{days} = g({self._const(node, a + '__prev_days')}) or 0")
         rate = self._const(node, node.rate_per_day)
         self.line(depth + 1, f"{var} = (({x} - {prev}) / {days} {_TEST[node.op]} {rate}) if 0 < {days} <= {window} "
                              "else None")
+        if self._may_have(a + "__days"):  # a dated latest value: the engine's own evaluator decides
+            self.line(depth, f"if g({self._const(node, a + '__days')}):")
+            self._fallback(node, var, depth + 1)
 
     def emit_ScoreTest(self, node: ir.ScoreTest, var: str, depth: int) -> None:
         x = f"m{node.nid}"
         self.line(depth, f"{x} = g({self._const(node, node.score)})")
-        self.line(depth, f"if {x} is None or g({self._const(node, node.score + '__days')}):")
+        dated = f" or g({self._const(node, node.score + '__days')})" if self._may_have(node.score + "__days") else ""
+        self.line(depth, f"if {x} is None{dated}:")
         self._fallback(node, var, depth + 1)
         self.line(depth, "else:")
         self.line(depth + 1, f"{var} = {self._bounds(node, x, node.bounds)}")
@@ -132,8 +142,9 @@ class _FlatEmitter(_Emitter):
         name = node.codes.name
         self.line(depth, f"if not g({self._const(node, name)}):")
         self.line(depth + 1, f"{var} = False")
-        self.line(depth, f"elif g({self._const(node, name + '__days')}) is not None:")
-        self._fallback(node, var, depth + 1)
+        if self._may_have(name + "__days"):
+            self.line(depth, f"elif g({self._const(node, name + '__days')}) is not None:")
+            self._fallback(node, var, depth + 1)
         self.line(depth, "else:")
         self.line(depth + 1, f"{var} = True")  # an ongoing, undated record: current, and within any window
 
@@ -145,13 +156,22 @@ class _FlatEmitter(_Emitter):
         self._fallback(node, var, depth)
 
 
-def generate(trial, as_of: date) -> tuple[str, dict]:
-    em = _FlatEmitter(as_of)
+_COST = {ir.RecordTest: 1, ir.SexTest: 1, ir.FactTest: 1, ir.AgeTest: 2, ir.QualTest: 2, ir.LabTest: 2,
+         ir.ScoreTest: 3, ir.RisingTest: 4, ir.UlnTest: 20}
+
+
+def _cost(c) -> int:
+    return sum(_COST.get(type(n), 0) for root in (c.when, c.body) if root is not None for n in ir.walk(root))
+
+
+def generate(trial, as_of: date, columns: frozenset | None = None) -> tuple[str, dict]:
+    em = _FlatEmitter(as_of, columns)
     criteria = trial.checked.criteria
     em.line(0, "def verdict(p):")
     em.line(1, "g = p.get")
     em.line(1, "unknown = False")
-    for c in criteria:
+    # The verdict does not depend on the order (Kleene `and` commutes), so cheap criteria go first.
+    for c in sorted(criteria, key=_cost):
         if c.is_manual:
             continue
         deciding = "False" if c.kind == "inclusion" else "True"
@@ -189,9 +209,13 @@ def generate(trial, as_of: date) -> tuple[str, dict]:
     return "\n".join(em.lines), em.nodes
 
 
-def compile_flat(trial, as_of: date):
-    """(verdict, statuses), each taking one flat mapping, for screening date `as_of`."""
-    source, nodes = generate(trial, as_of)
+def compile_flat(trial, as_of: date, columns=None):
+    """(verdict, statuses), each taking one flat mapping, for screening date `as_of`.
+
+    `columns`, when given, are the only keys rows may have (one table's columns, known once
+    per batch): no per-row checks are emitted for keys outside them (`__days`, `birth_date`).
+    """
+    source, nodes = generate(trial, as_of, None if columns is None else frozenset(columns))
     namespace: dict = {"__builtins__": {"bool": bool}, "FF": FlatFacts, "AS_OF": as_of, **nodes}
     namespace.update({f"L_{cls.__name__}": fn for cls, fn in runtime.LEAF_EVALUATORS.items()})
     exec(compile(source, f"<elig-flat:{trial.trial_id}>", "exec"), namespace)  # noqa: S102

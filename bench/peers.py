@@ -469,7 +469,7 @@ def run(n: int, repeats: int, quick: bool, prototype: bool = True) -> dict:
              "(b) hand-written Python": (hand_verdict, hand_statuses, _plain, 1.0)}
     if prototype:
         from flat_codegen import compile_flat  # the proposed fix, see its module doc
-        pv, ps = compile_flat(trial, engine._as_date(AS_OF))
+        pv, ps = compile_flat(trial, engine._as_date(AS_OF), columns=FIELDS + ("id",))
         peers["(a′) prototype: IR → inline flat code"] = (pv, ps, _plain, 1.0)
     skipped = []
     for name, (module, build, share) in PEERS.items():
