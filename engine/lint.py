@@ -143,7 +143,7 @@ def numeric(lit: Literal) -> tuple[tuple, Interval, str] | None:
             return None
         bounds = ((FLIP_NEGATED[bounds[0][0]], bounds[0][1]),)
     integer = isinstance(node, ir.AgeTest)
-    interval = Interval()
+    interval = Interval(0, True) if integer else Interval()  # an age is never negative
     for op, t in bounds:
         interval = interval.meet(_bound_interval(op, t, integer))
     return key, interval, _unit(node)

@@ -13,12 +13,13 @@ Generated code imports only this module and `tri` (as jinja's generated modules 
 from __future__ import annotations
 
 import math
+from datetime import date
 
 from . import ir, units
 from .facts import LabValue, PatientFacts
 from .scores import SCORES, ScoreInputError
 from .tri import Tri, and3, any3, not3, or3, status_word
-from .patient import date_bounds
+from .patient import Procedure, date_bounds
 
 __all__ = ["and3", "or3", "not3", "LEAF_EVALUATORS", "record_branch"]
 
@@ -300,7 +301,9 @@ def eval_RecordTest(f: PatientFacts, node: ir.RecordTest, trace) -> Tri:
     shown = [r for s, r in results if s is status] or [r for _, r in results]
     values = [_record_used(r) for r in shown[:5]]
     reason = None
-    if status is None:
+    if status is None and any(getattr(r, "verification_status", None) in UNCONFIRMED for r in shown):
+        reason = f"{node.codes.title} is recorded only as unconfirmed, provisional or differential"
+    elif status is None:
         reason = f"the dates of the {node.codes.title} records leave it undecided"
     return _record(trace, node, status, values=values, threshold=_record_threshold(node), reason=reason,
                    missing=f"onset/end dates of {node.codes.title}" if reason else None)
@@ -328,11 +331,21 @@ def _record_used(r) -> dict:
 
 def _period(r) -> tuple[str | None, str | None]:
     if hasattr(r, "onset"):
-        return r.onset or r.recorded, r.abatement
+        return r.onset, r.abatement
     return r.start, r.end
 
 
+UNCONFIRMED = frozenset({"unconfirmed", "provisional", "differential"})
+
+
 def _record_counts(f: PatientFacts, node: ir.RecordTest, r) -> Tri:
+    result = _record_in_time(f, node, r)
+    if result is True and getattr(r, "verification_status", None) in UNCONFIRMED:
+        return None  # a differential or provisional diagnosis may still be ruled out
+    return result
+
+
+def _record_in_time(f: PatientFacts, node: ir.RecordTest, r) -> Tri:
     start, end = _record_interval(f, r)
     if start is not None and start[0] > f.as_of:
         return False  # begins after the screening date
@@ -350,38 +363,49 @@ def _record_counts(f: PatientFacts, node: ir.RecordTest, r) -> Tri:
 
 
 def _record_interval(f: PatientFacts, r):
-    """(start bounds, end bounds) of a record; an ongoing record ends at the screening date."""
+    """(start bounds, end bounds) of a record, each the (earliest, latest) day it can be.
+
+    An ongoing record ends at the screening date. A finished record with no end date ended
+    somewhere between its start and the screening date: a course of prednisone recorded only by
+    its start may have run into a window, so that is left undecided rather than read as one day.
+    A condition known only by the date it was recorded began on or before that date. An
+    administration or a procedure is a point event on its date.
+    """
     first, last = _period(r)
     start = date_bounds(first)
+    if start is None and getattr(r, "recorded", None):
+        recorded = date_bounds(r.recorded)
+        start = (date.min, recorded[1]) if recorded else None
     end = date_bounds(last)
     if end is None and _ongoing(r):
         end = (f.as_of, f.as_of)
-    elif end is None:
-        end = start  # a finished record with no end date: a point in time
+    elif end is None and start is not None:
+        end = start if _point_event(r) else (start[0], max(start[1], f.as_of))
     return start, end
 
 
+def _point_event(r) -> bool:
+    """Administrations and procedures happen on their date; courses and illnesses last."""
+    return isinstance(r, Procedure) or getattr(r, "source", None) == "administration"
+
+
 def _ongoing(r) -> bool:
-    status = getattr(r, "clinical_status", None)
     if hasattr(r, "clinical_status"):
-        return status in (None, "active", "recurrence", "relapse") and r.abatement is None
+        return r.clinical_status in (None, "active", "recurrence", "relapse") and r.abatement is None
     return getattr(r, "status", None) in ("active", "on-hold", "in-progress", "on-study", "on-study-intervention",
                                          "on-study-observation", "follow-up")
 
 
 def _is_current(f: PatientFacts, r, end) -> Tri:
-    if hasattr(r, "clinical_status"):
-        if r.clinical_status in ("inactive", "remission", "resolved"):
-            return False
-        abated = date_bounds(r.abatement)
-        if abated is None:
-            return True
-        return False if abated[1] <= f.as_of else True if abated[0] > f.as_of else None
-    if not _ongoing(r):
-        if end is None:
-            return False
-        return True if end[0] >= f.as_of else False if end[1] < f.as_of else None
-    return True
+    """Current at the screening date: an active status, and no end date before it."""
+    if hasattr(r, "clinical_status") and r.clinical_status in ("inactive", "remission", "resolved"):
+        return False
+    if not hasattr(r, "clinical_status") and not _ongoing(r):
+        return False  # completed, stopped: the record itself says it is over
+    ended = date_bounds(r.abatement if hasattr(r, "clinical_status") else r.end)
+    if ended is None:
+        return True
+    return False if ended[1] <= f.as_of else True if ended[0] > f.as_of else None
 
 
 def _overlaps(start, end, window_start, as_of) -> Tri:

@@ -189,12 +189,34 @@ def test_duration_of_a_condition():
     assert status("has cirrhosis for more than 5 years", patient(conditions=[undated])) == "unknown"
 
 
-@pytest.mark.parametrize("start,expected", [
-    ("2026-03-01", "met"), ("2025-11-02", "met"), ("2025-10-15", "not_met"), ("2025", "unknown"),
+@pytest.mark.parametrize("start,end,expected", [
+    ("2026-03-01", None, "met"), ("2025-11-02", None, "met"),
+    ("2025-09-01", "2025-10-15", "not_met"),  # a course that ended before the window
+    ("2025-10-15", None, "unknown"),          # completed, no end date: may have run into the window
+    ("2025", "2025", "unknown"),              # partial dates straddling the window's start
 ])
-def test_medication_within_a_year(start, expected):
-    p = patient(medications=[medication("rxnorm", "312617", start, "predniSONE 5 MG Oral Tablet")])
+def test_medication_within_a_year(start, end, expected):
+    p = patient(medications=[medication("rxnorm", "312617", start, "predniSONE 5 MG Oral Tablet", end=end)])
     assert status("had glucocorticoid_systemic within 1 year", p) == expected
+
+
+def test_an_administration_is_a_point_event():
+    given = medication("atc", "B05AA01", "2026-09-01", "albumin", source="administration")
+    assert status("had human_serum_albumin within 3 weeks", patient(medications=[given])) == "not_met"
+
+
+@pytest.mark.parametrize("verification", ["unconfirmed", "provisional", "differential"])
+def test_an_unconfirmed_diagnosis_leaves_it_unknown(verification):
+    p = patient(conditions=[condition("icd10cm", "K72.90", verification_status=verification)])
+    c = explained("has liver_failure", p)
+    assert c.status == "unknown" and "unconfirmed" in c.explanation
+
+
+def test_a_condition_known_only_by_its_recorded_date_began_on_or_before_it():
+    old = condition("icd10cm", "K74.60", onset=None, recorded="2019-05-01")
+    recent = condition("icd10cm", "K74.60", onset=None, recorded="2023-05-01")
+    assert status("has cirrhosis for more than 5 years", patient(conditions=[old])) == "met"
+    assert status("has cirrhosis for more than 5 years", patient(conditions=[recent])) == "unknown"
 
 
 def test_topical_steroid_is_not_systemic_glucocorticoid_therapy():
