@@ -87,6 +87,7 @@ class _Checker:
         self.freshness = DEFAULT_FRESHNESS
         self.freshness_declared = False
         self.criterion_fresh: ir.Window | None = None
+        self.bad_unit_analytes: set[str] = set()
 
     def all_diagnostics(self) -> list[Diagnostic]:
         return [d for s in (self.sink, *self.import_sinks) for d in s.items]
@@ -179,6 +180,7 @@ class _Checker:
                 units.dimension(unit)
             except units.UnitError as exc:
                 sink.error("unknown_unit", str(exc), node.span)
+                self.bad_unit_analytes.add(node.name)  # its comparisons would only repeat this error
         return ir.AnalyteInfo(node.name, node.title, node.kind, node.loinc,
                               unit if node.kind == "quantitative" else None, node.molar_mass, node.valence)
 
@@ -284,6 +286,8 @@ class _Checker:
         op1, op2 = node.op1, node.op2
         ascending = op1 in ASCENDING and op2 in ASCENDING
         if not ascending and (op1 in ASCENDING or op2 in ASCENDING or "=" in (op1, op2)):
+            if isinstance(node.operand, ast.ValueRef):
+                self.scope.used.add(node.operand.name)  # used, even if wrongly: no unused warning too
             self.sink.error("mixed_range", "a range's comparisons must point the same way", node.span,
                             hint="write it as low < value <= high")
             return self._placeholder(node)
@@ -341,6 +345,8 @@ class _Checker:
 
     def _convert(self, q: ast.Quantity, analyte: ir.AnalyteInfo) -> float:
         self._check_number(q)
+        if analyte.name in self.bad_unit_analytes:
+            return q.value
         target = analyte.unit or "1"
         if q.unit is None and target not in ("1", "{INR}"):
             self.sink.error("missing_unit", f"{analyte.name} is measured in {target}; the threshold has no unit",
@@ -488,7 +494,8 @@ class _Checker:
         if not self.module.of_type(ast.Criterion):
             return  # a library: its definitions are for others
         for item in self.module.items:
-            if isinstance(item, (ast.Define, ast.Analyte, ast.CodeSet, ast.FactDecl)) and item.name not in self.scope.used:
+            declared = getattr(self.scope.symbols.get(getattr(item, "name", None)), "node", None) is item
+            if declared and item.name not in self.scope.used:
                 self.sink.warning("unused_definition", f"{item.name!r} is defined but never used", item.span)
 
     def build_trial(self, meta: dict, criteria: list[ir.CheckedCriterion]) -> ir.CheckedTrial:

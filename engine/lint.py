@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from itertools import product
 
 from . import ir
-from .diagnostics import CompileError, Diagnostic
-from .source import Source
+from .diagnostics import Diagnostic
 
 CODES = ("never_met", "never_applies", "overlapping_criteria")  # every code this stage emits
 MAX_TERMS = 64
@@ -44,19 +43,6 @@ def lint(trial: ir.CheckedTrial) -> list[Diagnostic]:
         found += _check_never(trial, c)
     found += _check_overlaps(trial)
     return found
-
-
-def lint_source(source: Source, resolver) -> list[Diagnostic]:
-    """Lint one criteria file; nothing for a library or a file with errors (those are reported
-    by the checker)."""
-    from .checker import check
-    from .parser import parse
-
-    try:
-        trial, _warnings = check(source, parse(source), resolver)
-    except CompileError:
-        return []
-    return lint(trial) if trial is not None else []
 
 
 # ---- expansion into alternatives -------------------------------------------------------------

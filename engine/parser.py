@@ -143,8 +143,20 @@ def _number(tok: Token) -> float:
     return float(tok)
 
 
+_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|.)')
+_SIMPLE_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
+
+
 def _unquote(tok: Token) -> str:
-    return bytes(tok[1:-1], "utf-8").decode("unicode_escape") if "\\" in tok else tok[1:-1]
+    """The text between the quotes, with \\" \\\\ \\n \\t and \\uXXXX escapes read (non-ASCII kept)."""
+    return _ESCAPE.sub(_unescape, tok[1:-1])
+
+
+def _unescape(m: re.Match) -> str:
+    code = m.group(1)
+    if code.startswith("u") and len(code) == 5:
+        return chr(int(code[1:], 16))
+    return _SIMPLE_ESCAPES.get(code, code)
 
 
 @v_args(meta=True, inline=True)

@@ -100,8 +100,6 @@ def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:
 
     Trial files are checked whole; library files (no criteria) are checked on their own.
     """
-    from .lint import lint_source
-
     resolver = ImportResolver(Path(rules_root).resolve())
     diagnostics: list[Diagnostic] = []
     files: list[str] = []
@@ -109,20 +107,21 @@ def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:
         source = Source.from_path(path, display_name(path))
         files.append(source.name)
         diagnostics.extend(check_source(source, resolver))
-        diagnostics.extend(lint_source(source, resolver))  # suspicious but legal rules (engine/lint.py)
     unique = {(d.source.name, d.span.start, d.code, d.message): d for d in diagnostics}
     return sorted(unique.values(), key=Diagnostic.sort_key), files
 
 
 def check_source(source: Source, resolver: ImportResolver) -> list[Diagnostic]:
-    """Every diagnostic of one criteria text: a trial file checked whole, a library on its own."""
+    """Every diagnostic of one criteria text: a trial file checked whole and linted (suspicious but
+    legal rules, `engine/lint.py`), a library on its own. `elig check` and the API both use this."""
     from .checker import library_symbols
+    from .lint import lint
 
     try:
         module = parse(source)
         if module.of_type(ast.Criterion) or module.of_type(ast.TrialMeta):
-            _checked, warnings = check(source, module, resolver)
-            return list(warnings)
+            checked, warnings = check(source, module, resolver)
+            return list(warnings) + (lint(checked) if checked is not None else [])
         library_symbols(source, module, resolver)
         return []
     except CompileError as exc:
