@@ -12,7 +12,7 @@ the patient in the engine's JSON (40 items) and as the 300-resource FHIR bundle,
 bundled trial. Skipped with a message when the API is not there. Client and server share the
 machine's 2 cores, so the client's own CPU time is reported too.
 
-Run: .venv/bin/python bench/end_to_end.py [--quick] [--seconds S] [--concurrency C]
+Run: .venv/bin/python bench/end_to_end.py [--quick] [--seconds S] [--concurrency C] [--workers W]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ async def _load(base: str, body: bytes, concurrency: int, seconds: float, max_re
             "latency": percentiles(latencies), "client_cpu_share": cpu / wall}
 
 
-def over_http(quick: bool, seconds: float, concurrency: int) -> dict | None:
+def over_http(quick: bool, seconds: float, concurrency: int, workers: int = 1) -> dict | None:
     why = api_available()
     if why:
         print(f"\nHTTP: skipped ({why})")
@@ -161,12 +161,12 @@ def over_http(quick: bool, seconds: float, concurrency: int) -> dict | None:
     payloads = [("engine JSON, 40 items", {"patient": native, "as_of": AS_OF}),
                 ("FHIR bundle, 300 resources", {"patient": bundle, "as_of": AS_OF})]
     rows, out = [], {}
-    with serve() as (base, ready, pid):
-        print(f"\nHTTP: uvicorn api.main:app, 1 worker, on {base}; ready in {ready:.2f} s; "
+    with serve(workers=workers) as (base, ready, pid):
+        print(f"\nHTTP: uvicorn api.main:app, {workers} worker(s), on {base}; ready in {ready:.2f} s; "
               f"{concurrency} concurrent clients, {seconds:g} s per payload")
         for label, payload in payloads:
             body = json.dumps(payload).encode()
-            cpu0 = _cpu_seconds(pid)
+            cpu0 = _cpu_seconds(pid) if workers == 1 else None  # several workers: not measured
             r = asyncio.run(_load(base, body, concurrency, seconds, 50 if quick else 1_000_000))
             cpu1 = _cpu_seconds(pid)
             warm = min(concurrency, 4)
@@ -187,12 +187,14 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: few iterations, 10 and 100 trials, 2 s of HTTP")
     ap.add_argument("--seconds", type=float, default=10.0, help="HTTP load per payload (default 10)")
     ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
     ap.add_argument("--no-http", action="store_true")
+    ap.add_argument("--no-in-process", action="store_true")
     args = ap.parse_args(argv)
     print(f"end to end, as of {AS_OF}; {machine()}")
-    data = {"in_process": in_process(args.quick)}
+    data = {} if args.no_in_process else {"in_process": in_process(args.quick)}
     if not args.no_http:
-        data["http"] = over_http(args.quick, 1.0 if args.quick else args.seconds, args.concurrency)
+        data["http"] = over_http(args.quick, 1.0 if args.quick else args.seconds, args.concurrency, args.workers)
     if not args.quick:
         save("end_to_end", data)
     return 0
