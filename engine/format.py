@@ -370,27 +370,20 @@ def number(value: float | int) -> str:
 
 
 def quote(text: str) -> str:
-    """A string literal the parser reads back as `text`.
+    """A string literal the parser reads back as `text` (its escapes: \\" \\\\ \\n \\t \\uXXXX).
 
-    The parser decodes a literal holding a backslash with Python's `unicode_escape`, which reads
-    non-ASCII UTF-8 as Latin-1; so when escapes are needed at all, everything beyond ASCII is
-    escaped too (`\\u03bc`), and otherwise the text is kept as written.
+    Quotes, backslashes and control characters are escaped; everything else, non-ASCII
+    included, is kept as written so protocol text stays readable (`TB≥171 μmol/L`).
     """
-    if not any(_needs_escape(ch) for ch in text):
-        return f'"{text}"'
     return '"' + "".join(_escape(ch) for ch in text) + '"'
-
-
-def _needs_escape(ch: str) -> bool:
-    return ch in '"\\' or ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) <= 0xDFFF
 
 
 def _escape(ch: str) -> str:
     if ch in '"\\':
         return "\\" + ch
+    if ch == "\n":
+        return "\\n"
+    if ch == "\t":
+        return "\\t"
     code = ord(ch)
-    if 32 <= code < 127:
-        return ch
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return f"\\u{code:04x}" if code < 32 or code == 127 or 0xD800 <= code <= 0xDFFF else ch
