@@ -226,8 +226,9 @@ def main(argv=None) -> int:
     data: dict = {}
     with tempfile.TemporaryDirectory(prefix="elig-batch-") as tmp:
         path = Path(tmp) / "patients.ndjson"
-        size = write_ndjson(path, max(sizes + ([] if args.no_api else api_sizes)))
-        print(f"NDJSON: {max(sizes):,} native patients (~{size / max(sizes) / 1024:.1f} KiB each)")
+        written = max(sizes + ([] if args.no_api else api_sizes))
+        size = write_ndjson(path, written)
+        print(f"NDJSON: {written:,} native patients (~{size / written / 1024:.1f} KiB each)")
         ip = in_process(path, sizes, args.explain)
         data["in_process"] = ip
         rows = [[f"{r['patients']:,}", r["seconds"], r["per_s"], r["base_kb"] / 1024, r["peak_kb"] / 1024,
