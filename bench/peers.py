@@ -450,8 +450,12 @@ PEERS = {
 
 
 def _available(module: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(module) is not None
+    import importlib
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 def run(n: int, repeats: int, quick: bool, prototype: bool = True) -> dict:
