@@ -6,7 +6,9 @@ ten Python calls and a few allocations per leaf. Hand-written code does a dict l
 comparison. This prototype generates, from the same checked IR (`CompiledTrial.checked`), one
 `verdict(p)` and one `statuses(p)` function per trial with every criterion and leaf inlined as
 plain comparisons on the flat values, constants bound by name as the engine's compiler does.
-Two compiler moves the hand-written code makes too: the verdict tests cheap criteria first (the
+Constants are written as literals (`repr` of a number or string), and subtrees of undated
+code-set tests, which are never unknown, become one plain `and`/`or` expression. Two compiler
+moves the hand-written code makes too: the verdict tests cheap criteria first (the
 result does not depend on the order), and rows are known to come from one table, so the keys
 they can have are known once per batch and no per-row check is emitted for the others.
 Anything the inline form does not cover (a dated value `<name>__days`, a score computed from
@@ -45,6 +47,12 @@ class _FlatEmitter(_Emitter):
     def _may_have(self, key: str) -> bool:
         return self.columns is None or key in self.columns
 
+    def _get(self, node, key: str) -> str:
+        """`p[key]` for a column every row has (None when missing), else `g(key)`."""
+        if self.columns is not None and key in self.columns:
+            return f"p[{self._const(node, key)}]"
+        return f"{self._get(node, key)}"
+
     def _record(self, node, var, depth):  # no trace on this path
         pass
 
@@ -64,9 +72,42 @@ class _FlatEmitter(_Emitter):
     # ---- leaves -----------------------------------------------------------------------------
 
     def _const(self, node, value) -> str:
+        """A literal: `repr` of a number or a string is always a plain, inert Python literal."""
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and repr(value) == repr(value).strip():
+            return repr(value)
         name = f"C{node.nid}_{len(self.nodes)}"
         self.nodes[name] = value
         return name
+
+    # ---- two-valued subtrees: plain Python `and`/`or`/`not`, one expression -------------------
+
+    def _flag_expr(self, node) -> str | None:
+        """An expression for a subtree of undated code-set tests only (never unknown), else None."""
+        if isinstance(node, ir.RecordTest):
+            name = node.codes.name
+            if node.for_more_than is None and not self._may_have(name + "__days"):
+                return f"bool({self._get(node, name)})"
+            return None
+        if isinstance(node, (ir.And, ir.Or)):
+            parts = [self._flag_expr(c) for c in node.children]
+            if any(p is None for p in parts):
+                return None
+            return "(" + (" and " if isinstance(node, ir.And) else " or ").join(parts) + ")"
+        if isinstance(node, ir.Not):
+            inner = self._flag_expr(node.child)
+            return None if inner is None else f"(not {inner})"
+        if isinstance(node, ir.DefRef):
+            return self._flag_expr(node.child)
+        return None
+
+    def emit(self, node, depth: int) -> str:
+        expr = self._flag_expr(node)
+        if expr is None:
+            return super().emit(node, depth)
+        var = f"v{node.nid}"
+        self.nodes[f"N{node.nid}"] = node
+        self.line(depth, f"{var} = {expr}")
+        return var
 
     def _bounds(self, node, x: str, bounds) -> str:
         return " and ".join(f"{x} {_TEST[op]} {self._const(node, t)}" for op, t in bounds)
@@ -76,10 +117,10 @@ class _FlatEmitter(_Emitter):
 
     def _guarded(self, node, var, depth, keys: list[str], inline: str, x: str, key: str) -> None:
         """`x = p[key]`; fall back when any of `keys` is given, else `var = inline`."""
-        self.line(depth, f"{x} = g({self._const(node, key)})")
+        self.line(depth, f"{x} = {self._get(node, key)}")
         keys = [k for k in keys if self._may_have(k)]
         if keys:
-            cond = " or ".join(f"g({self._const(node, k)})" for k in keys)
+            cond = " or ".join(f"{self._get(node, k)}" for k in keys)
             self.line(depth, f"if {cond}:")
             self._fallback(node, var, depth + 1)
             self.line(depth, "else:")
@@ -95,7 +136,7 @@ class _FlatEmitter(_Emitter):
 
     def emit_SexTest(self, node: ir.SexTest, var: str, depth: int) -> None:
         x = f"s{node.nid}"
-        self.line(depth, f"{x} = g('sex')")
+        self.line(depth, f"{x} = {self._get(node, 'sex')}")
         self.line(depth, f"{var} = None if {x} is None or {x} == 'unknown' else {x} == {self._const(node, node.value)}")
 
     def emit_LabTest(self, node: ir.LabTest, var: str, depth: int) -> None:
@@ -114,25 +155,33 @@ class _FlatEmitter(_Emitter):
         a = node.analyte.name
         window = (self.as_of - subtract(self.as_of, node.fresh)).days
         x, prev, days = f"x{node.nid}", f"r{node.nid}", f"d{node.nid}"
-        self.line(depth, f"{x} = g({self._const(node, a)})")
-        self.line(depth, f"{prev} = g({self._const(node, a + '__prev')})")
+        self.line(depth, f"{x} = {self._get(node, a)}")
+        self.line(depth, f"{prev} = {self._get(node, a + '__prev')}")
         self.line(depth, f"if {x} is None or {prev} is None:")
         self.line(depth + 1, f"{var} = None")
         self.line(depth, "else:")
-        self.line(depth + 1, f"{days} = g({self._const(node, a + '__prev_days')}) or 0")
+        self.line(depth + 1, f"{days} = {self._get(node, a + '__prev_days')} or 0")
         rate = self._const(node, node.rate_per_day)
         self.line(depth + 1, f"{var} = (({x} - {prev}) / {days} {_TEST[node.op]} {rate}) if 0 < {days} <= {window} "
                              "else None")
         if self._may_have(a + "__days"):  # a dated latest value: the engine's own evaluator decides
-            self.line(depth, f"if g({self._const(node, a + '__days')}):")
+            self.line(depth, f"if {self._get(node, a + '__days')}:")
             self._fallback(node, var, depth + 1)
 
     def emit_ScoreTest(self, node: ir.ScoreTest, var: str, depth: int) -> None:
         x = f"m{node.nid}"
-        self.line(depth, f"{x} = g({self._const(node, node.score)})")
-        dated = f" or g({self._const(node, node.score + '__days')})" if self._may_have(node.score + "__days") else ""
+        self.line(depth, f"{x} = {self._get(node, node.score)}")
+        dated = f" or {self._get(node, node.score + '__days')}" if self._may_have(node.score + "__days") else ""
         self.line(depth, f"if {x} is None{dated}:")
-        self._fallback(node, var, depth + 1)
+        # Not recorded: computed from its lab inputs, unknown when one is missing (no need to ask).
+        inputs = [a.name for a in node.inputs]
+        if any(not self._may_have(k) for k in inputs):
+            self.line(depth + 1, f"{var} = None")
+        else:
+            self.line(depth + 1, "if " + " or ".join(f"{self._get(node, k)} is None" for k in inputs) + ":")
+            self.line(depth + 2, f"{var} = None")
+            self.line(depth + 1, "else:")
+            self._fallback(node, var, depth + 2)
         self.line(depth, "else:")
         self.line(depth + 1, f"{var} = {self._bounds(node, x, node.bounds)}")
 
@@ -140,10 +189,10 @@ class _FlatEmitter(_Emitter):
         if node.for_more_than is not None:
             return self._fallback(node, var, depth)
         name = node.codes.name
-        self.line(depth, f"if not g({self._const(node, name)}):")
+        self.line(depth, f"if not {self._get(node, name)}:")
         self.line(depth + 1, f"{var} = False")
         if self._may_have(name + "__days"):
-            self.line(depth, f"elif g({self._const(node, name + '__days')}) is not None:")
+            self.line(depth, f"elif {self._get(node, name + '__days')} is not None:")
             self._fallback(node, var, depth + 1)
         self.line(depth, "else:")
         self.line(depth + 1, f"{var} = True")  # an ongoing, undated record: current, and within any window
@@ -212,8 +261,9 @@ def generate(trial, as_of: date, columns: frozenset | None = None) -> tuple[str,
 def compile_flat(trial, as_of: date, columns=None):
     """(verdict, statuses), each taking one flat mapping, for screening date `as_of`.
 
-    `columns`, when given, are the only keys rows may have (one table's columns, known once
-    per batch): no per-row checks are emitted for keys outside them (`__days`, `birth_date`).
+    `columns`, when given, are the keys every row has (one table's columns, known once per
+    batch; a missing value is None): they are read as `p[key]`, and no per-row check is
+    emitted for keys outside them (`__days`, `birth_date`).
     """
     source, nodes = generate(trial, as_of, None if columns is None else frozenset(columns))
     namespace: dict = {"__builtins__": {"bool": bool}, "FF": FlatFacts, "AS_OF": as_of, **nodes}
