@@ -8,7 +8,7 @@ looks anything up and explanations can point back at the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Union
 
 from .source import Source, Span
@@ -16,8 +16,29 @@ from .source import Source, Span
 Bound = tuple[str, float]  # (comparison operator, threshold in canonical unit)
 
 
+class _HashOnce:
+    """Frozen dataclasses used as cache keys on every leaf evaluation: hash their fields once.
+
+    A dataclass's own `__hash__` re-hashes every field on each call; these keys are looked up
+    per patient and per leaf, and equal definitions from different trials must still share
+    cache entries, so identity hashing would not do.
+    """
+
+    def __post_init__(self):
+        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self))))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def _hash_once(cls):
+    cls.__hash__ = _HashOnce.__hash__  # @dataclass(frozen=True) installs a per-call field hash
+    return cls
+
+
+@_hash_once
 @dataclass(frozen=True)
-class Window:
+class Window(_HashOnce):
     """A calendar look-back such as 1 year or 30 days, subtracted from the screening date."""
 
     amount: int
@@ -27,8 +48,9 @@ class Window:
         return f"{self.amount} {self.unit}{'' if self.amount == 1 else 's'}"
 
 
+@_hash_once
 @dataclass(frozen=True)
-class AnalyteInfo:
+class AnalyteInfo(_HashOnce):
     name: str
     title: str
     kind: str  # quantitative | qualitative
@@ -38,8 +60,9 @@ class AnalyteInfo:
     valence: int | None = None
 
 
+@_hash_once
 @dataclass(frozen=True)
-class CodeSetInfo:
+class CodeSetInfo(_HashOnce):
     """A value set: exact codes, hierarchical prefixes (ICD, ATC) and category ranges."""
 
     name: str
