@@ -1,5 +1,8 @@
 """Dependencies shared by the routes: settings, the rule registry, and authentication.
 
+They are `async def` although they do no I/O: FastAPI runs a plain `def` dependency in its
+thread pool, which cost ~9 % of the server's GIL time under load (bench/README.md).
+
 Why app.state and not module globals: `create_app(settings)` may build several apps in one
 process (tests do), each with its own rules directory and keys.
 """
@@ -20,15 +23,15 @@ _bearer = HTTPBearer(auto_error=False, description="An API key as a bearer token
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> RuleRegistry:
+async def get_registry(request: Request) -> RuleRegistry:
     return request.app.state.registry
 
 
-def get_rules(request: Request) -> Snapshot:
+async def get_rules(request: Request) -> Snapshot:
     """The rules snapshot this request uses from start to end, whatever reloads meanwhile."""
     return request.app.state.registry.snapshot
 
@@ -53,13 +56,13 @@ def _check(keys: list[str], presented: str | None) -> None:
                       headers={"WWW-Authenticate": "Bearer"})
 
 
-def require_key(settings: SettingsDep,
+async def require_key(settings: SettingsDep,
                 bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                 api_key: Annotated[str | None, Depends(_api_key)]) -> None:
     _check(settings.keys(), _presented(bearer, api_key))
 
 
-def require_admin_key(settings: SettingsDep,
+async def require_admin_key(settings: SettingsDep,
                       bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                       api_key: Annotated[str | None, Depends(_api_key)]) -> None:
     _check(settings.keys(admin=True), _presented(bearer, api_key))

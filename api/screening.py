@@ -55,7 +55,8 @@ def screen_patient(snapshot: Snapshot, patient: Patient, notes: list[str], as_of
                    trials: list[CompiledTrial]) -> ScreenResponse:
     """Screen with the engine's facade and add what makes the decision reproducible."""
     result = engine.screen(patient, trials, as_of)
-    ranked = [t.model_copy(update={"source": snapshot.label(t.source)}) for t in result.trials]
+    ranked = [t.model_copy(update={"source": snapshot.source_files(snapshot.trials[t.trial_id])[0][0]})
+              for t in result.trials]
     return ScreenResponse(
         as_of=result.as_of, engine_version=engine.__version__, patient_id=result.patient_id, trials=ranked,
         missing_data=missing_data(ranked), criteria_files=criteria_files(snapshot, trials),

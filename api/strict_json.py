@@ -1,32 +1,24 @@
 """JSON as RFC 8259 defines it: Python's parser also takes NaN, Infinity and 1e999, which would
 reach the engine as non-numbers and compare false with every threshold. They are refused as
 malformed JSON (400) instead, in request bodies and in NDJSON lines alike.
+
+orjson does exactly that by itself and parses about 3× faster than `json.loads` with a Python
+callback per float (6.9 ms against 2.3 ms for a 387 KiB bundle, measured by bench/end_to_end);
+its errors are `json.JSONDecodeError`s, so callers see no difference.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from typing import Any
 
+import orjson
 from fastapi import Request
 from fastapi.routing import APIRoute
 
 
-def _constant(name: str) -> Any:
-    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
-
-
-def _number(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise json.JSONDecodeError(f"{text} is out of range", text, 0)
-    return value
-
-
 def loads(data: bytes | str) -> Any:
-    """`json.loads` without NaN, Infinity or numbers that overflow a float."""
-    return json.loads(data, parse_constant=_constant, parse_float=_number)
+    """Strict JSON: no NaN, Infinity or numbers that overflow a float."""
+    return orjson.loads(data)
 
 
 class StrictJsonRequest(Request):
