@@ -5,12 +5,14 @@ which asks the facts object for a lookup object and compares through helper func
 ten Python calls and a few allocations per leaf. Hand-written code does a dict lookup and a
 comparison. This prototype generates, from the same checked IR (`CompiledTrial.checked`), one
 `verdict(p)` and one `statuses(p)` function per trial with every criterion and leaf inlined as
-plain comparisons on the flat values, constants bound by name as the engine's compiler does.
-Constants are written as literals (`repr` of a number or string), and subtrees of undated
+plain comparisons on the flat values. Constants are written as literals (`repr` of a number or
+string, which is always an inert literal; other constants are bound by name as the engine's
+compiler binds all of them), and subtrees of undated
 code-set tests, which are never unknown, become one plain `and`/`or` expression. Two compiler
 moves the hand-written code makes too: the verdict tests cheap criteria first (the
 result does not depend on the order), and rows are known to come from one table, so the keys
-they can have are known once per batch and no per-row check is emitted for the others.
+they can have are known once per batch: they are read as `p[key]`, no per-row check is
+emitted for the others, and a score one of whose inputs is not a column is unknown at once.
 Anything the inline form does not cover (a dated value `<name>__days`, a score computed from
 its inputs, an upper limit of normal, a birth date, a record tested for duration) falls back to
 the engine's own leaf evaluator on `engine.flat.FlatFacts`, so results stay identical; peers.py
