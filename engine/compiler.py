@@ -20,6 +20,7 @@ def crit_0(f, tr):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import CodeType
 
 from . import ir, runtime
 from .facts import PatientFacts
@@ -156,6 +157,7 @@ class CompiledTrial:
     statuses: object  # (PatientFacts) -> list[str]
     bodies: tuple  # per criterion: (PatientFacts, trace) -> Tri, or None when manual
     whens: tuple
+    code: CodeType | None = None  # the compiled module, kept for the compile cache
 
     @property
     def trial_id(self) -> str:
@@ -172,13 +174,23 @@ class CompiledTrial:
         return values, trace
 
 
-def compile_checked(trial: ir.CheckedTrial) -> CompiledTrial:
-    source, nodes = generate(trial)
-    namespace: dict = {"__builtins__": {}, "record_branch": runtime.record_branch, **nodes}
+def compile_checked(trial: ir.CheckedTrial, prebuilt: tuple[str, CodeType] | None = None) -> CompiledTrial:
+    """Generate and compile the trial's module, or reuse `prebuilt` (source, code) from the cache."""
+    if prebuilt is None:
+        source, _nodes = generate(trial)
+        code = compile(source, f"<elig:{trial.source.name}>", "exec")
+    else:
+        source, code = prebuilt
+    namespace: dict = {"__builtins__": {}, "record_branch": runtime.record_branch, **_node_names(trial)}
     namespace.update({f"L_{cls.__name__}": fn for cls, fn in runtime.LEAF_EVALUATORS.items()})
-    code = compile(source, f"<elig:{trial.source.name}>", "exec")
     exec(code, namespace)  # noqa: S102 — source built from the checked tree only (see module doc)
     n = len(trial.criteria)
     bodies = tuple(namespace.get(f"crit_{i}") for i in range(n))
     whens = tuple(namespace.get(f"when_{i}") for i in range(n))
-    return CompiledTrial(trial, source, namespace["verdict"], namespace["statuses"], bodies, whens)
+    return CompiledTrial(trial, source, namespace["verdict"], namespace["statuses"], bodies, whens, code)
+
+
+def _node_names(trial: ir.CheckedTrial) -> dict[str, ir.IR]:
+    """`N<nid>` → node: the constants the generated code refers to."""
+    roots = [r for c in trial.criteria for r in (c.body, c.when) if r is not None]
+    return {f"N{node.nid}": node for root in roots for node in ir.walk(root)}

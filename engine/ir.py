@@ -24,11 +24,26 @@ class _HashOnce:
     cache entries, so identity hashing would not do.
     """
 
-    def __post_init__(self):
-        object.__setattr__(self, "_hash", hash(tuple(getattr(self, f.name) for f in fields(self))))
+
+    def _values(self) -> tuple:
+        names = type(self).__dict__.get("_field_names")
+        if names is None:
+            names = tuple(f.name for f in fields(self))
+            type.__setattr__(type(self), "_field_names", names)
+        return tuple(getattr(self, n) for n in names)
 
     def __hash__(self) -> int:
-        return self._hash
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:  # first use: computed lazily, so loading many trials does not pay for it
+            value = hash(self._values())
+            object.__setattr__(self, "_hash", value)
+            return value
+
+    def __reduce__(self):
+        # Rebuild through __init__ so the hash is recomputed: string hashes differ between
+        # processes, and a pickled one would silently miss every cache lookup.
+        return self.__class__, self._values()
 
 
 def _hash_once(cls):

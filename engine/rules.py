@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import ast
 from .checker import check
+from .cache import CompileCache
 from .compiler import CompiledTrial, compile_checked
 from .diagnostics import CompileError, Diagnostic
 from .parser import parse
@@ -77,14 +78,16 @@ def compile_source(source: Source, resolver: ImportResolver) -> tuple[CompiledTr
     return (compile_checked(checked) if checked is not None else None), warnings
 
 
-def load_rules(root: Path | str = DEFAULT_RULES_DIR) -> RuleSet:
+def load_rules(root: Path | str = DEFAULT_RULES_DIR, cache_dir: Path | str | None = None) -> RuleSet:
+    """Compile every trial file under `root/trials`; with `cache_dir`, reuse unchanged ones."""
     root = Path(root).resolve()
     rules = RuleSet(root)
     resolver = ImportResolver(root)
+    cache = CompileCache(Path(cache_dir)) if cache_dir else None
     for path in sorted((root / "trials").glob("*.elig")):
         source = Source.from_path(path, display_name(path))
         try:
-            compiled, warnings = compile_source(source, resolver)
+            compiled, warnings = _compile_cached(source, resolver, cache)
         except CompileError as exc:
             rules.diagnostics.extend(exc.diagnostics)
             rules.failed_files.append(source.name)
@@ -93,6 +96,16 @@ def load_rules(root: Path | str = DEFAULT_RULES_DIR) -> RuleSet:
         if compiled is not None:
             rules.trials[compiled.trial_id] = compiled
     return rules
+
+
+def _compile_cached(source: Source, resolver: ImportResolver, cache: "CompileCache | None"):
+    hit = cache.get(source) if cache is not None else None
+    if hit is not None:
+        return hit
+    compiled, warnings = compile_source(source, resolver)
+    if cache is not None and compiled is not None:
+        cache.put(source, compiled, warnings)
+    return compiled, warnings
 
 
 def check_paths(paths, rules_root: Path) -> tuple[list[Diagnostic], list[str]]:

@@ -21,6 +21,9 @@ class Span:
     start: int
     end: int
 
+    def __reduce__(self):  # slots dataclasses unpickle slowly through fields(); the compile cache loads many
+        return Span, (self.line, self.column, self.end_line, self.end_column, self.start, self.end)
+
     @classmethod
     def from_meta(cls, meta) -> "Span":
         if getattr(meta, "empty", True):
@@ -48,6 +51,9 @@ class Source:
 
     name: str
     text: str
+
+    def __reduce__(self):
+        return Source, (self.name, self.text)
 
     @classmethod
     def from_path(cls, path: Path, display_name: str | None = None) -> "Source":

@@ -1,0 +1,66 @@
+"""Compile cache: a hit gives the same trial; any change to what made an entry is a miss."""
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from engine.cache import CompileCache
+from engine.facts import PatientFacts
+from engine.load import iter_patients
+from engine.rules import load_rules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def rules_copy(tmp_path):
+    shutil.copytree(ROOT / "rules", tmp_path / "rules", ignore=shutil.ignore_patterns("*.cases.yaml"))
+    return tmp_path / "rules"
+
+
+def _statuses(rules):
+    patients = [p.patient for p in iter_patients(ROOT / "examples")]
+    return {tid: [t.statuses(PatientFacts(p, date(2026, 11, 1))) for p in patients] for tid, t in rules.trials.items()}
+
+
+def test_a_warm_load_gives_the_same_trials_without_recompiling(rules_copy, tmp_path, monkeypatch):
+    cold = load_rules(rules_copy, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == 5
+
+    def no_compiling(*args, **kwargs):
+        raise AssertionError("a cached trial was compiled again")
+    monkeypatch.setattr("engine.rules.compile_source", no_compiling)
+    warm = load_rules(rules_copy, tmp_path / "cache")
+    assert _statuses(warm) == _statuses(cold)
+    assert {t: c.checked.content_hash for t, c in warm.trials.items()} == \
+        {t: c.checked.content_hash for t, c in cold.trials.items()}
+
+
+def test_an_edited_trial_or_library_is_recompiled(rules_copy, tmp_path):
+    load_rules(rules_copy, tmp_path / "cache")
+    trial = rules_copy / "trials" / "NCT01844063.elig"
+    trial.write_text(trial.read_text().replace("age between 18 and 65 years", "age between 18 and 60 years"))
+    library = rules_copy / "lib" / "hepatology.elig"
+    library.write_text(library.read_text().replace("sex is female and age between 12 and 55 years",
+                                                   "sex is female and age between 12 and 50 years"))
+    reloaded = load_rules(rules_copy, tmp_path / "cache")
+    texts = {c.key: c.body.text for c in reloaded.trials["NCT01844063"].checked.criteria if c.body is not None}
+    assert texts["I1"] == "age between 18 and 60 years"
+    sources = reloaded.trials["NCT06984497"].checked.sources
+    assert "between 12 and 50 years" in sources[1].text  # the library edit reached an unedited trial
+
+
+def test_a_corrupt_entry_is_a_miss_not_an_error(rules_copy, tmp_path):
+    load_rules(rules_copy, tmp_path / "cache")
+    for entry in (tmp_path / "cache").glob("*.pickle"):
+        entry.write_bytes(b"not a pickle")
+    assert len(load_rules(rules_copy, tmp_path / "cache").trials) == 5
+
+
+def test_an_unwritable_cache_is_simply_not_used(rules_copy, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert len(load_rules(rules_copy, blocker / "cache").trials) == 5
+    assert CompileCache(blocker / "cache").directory == blocker / "cache"
