@@ -80,8 +80,9 @@ class ReloadOutcome:
 class RuleRegistry:
     """Holds the current snapshot of a rules directory and reloads it on request."""
 
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, cache_dir: Path | None = None):
         self.root = Path(root).resolve()
+        self.cache_dir = cache_dir
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
 
@@ -101,7 +102,7 @@ class RuleRegistry:
         """Load the directory again; trials whose file now fails keep their last good version."""
         with self._lock:
             previous = self._snapshot
-            fresh = load_rules(self.root)
+            fresh = load_rules(self.root, self.cache_dir)
             snapshot = self._merge(fresh, previous)
             self._snapshot = snapshot
         return _outcome(previous, snapshot)

@@ -7,6 +7,7 @@ people type into an environment variable; a JSON list is accepted too.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,10 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.rules import DEFAULT_RULES_DIR
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elig"
 
 
 def _split(value: object) -> object:
@@ -32,6 +37,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ELIG_", extra="ignore")
 
     rules_dir: Path = Field(DEFAULT_RULES_DIR, description="Rules root: trials/*.elig and lib/*.elig.")
+    cache_dir: Path | None = Field(
+        default_factory=_default_cache_dir,
+        description="Compile cache (engine/cache.py): restarts reuse unchanged trials. Empty turns it off.")
+    tune_gc: bool = Field(True, description="Freeze the loaded rules out of the garbage collector's reach and "
+                                            "collect less often: full collections over them stalled requests.")
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list,
         description="Accepted API keys or bearer tokens. Empty (the default) turns authentication off for local use.")
@@ -48,6 +58,11 @@ class Settings(BaseSettings):
     cds_service_id: str = Field("elig-trial-screening", pattern=r"^[A-Za-z0-9._-]+$")
     trial_link_base: str = Field("https://clinicaltrials.gov/study/",
                                  description="Trial page link for cards when a trial names no `source` URL.")
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_is_off(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("api_keys", "admin_keys", "cors_origins", mode="before")
     @classmethod
