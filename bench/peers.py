@@ -5,7 +5,7 @@
 (c) rule-engine, (d) JSON Logic (panzi-json-logic), (e) cel-python, each given the same logic
     in its own expression language, one program per criterion (and per `when`), driven in
     file order the way the engine's generated `verdict` and `statuses` go;
-(a′) a prototype of the proposed fix for (a), bench/flat_codegen.py (not the engine).
+(a′) the same trial through the engine's flat back end, engine/flat_compiler.py.
 
 Every peer must agree with (a) on every patient it evaluates (asserted), for the verdict and for
 the 15 per-criterion statuses (5 of them manual). Three-valued logic: a missing value (None) is
@@ -472,9 +472,10 @@ def run(n: int, repeats: int, quick: bool, prototype: bool = True) -> dict:
     peers = {"(a) elig compiled": (engine_v, engine_s, _plain, 1.0),
              "(b) hand-written Python": (hand_verdict, hand_statuses, _plain, 1.0)}
     if prototype:
-        from flat_codegen import compile_flat  # the proposed fix, see its module doc
-        pv, ps = compile_flat(trial, engine._as_date(AS_OF), columns=FIELDS + ("id",))
-        peers["(a′) prototype: IR → inline flat code"] = (pv, ps, _plain, 1.0)
+        from engine.flat_compiler import compile_flat
+        program = compile_flat(trial, engine._as_date(AS_OF), columns=FIELDS + ("id",))
+        pv, ps = program.verdict, program.statuses
+        peers["(a′) elig flat back end (engine/flat_compiler.py)"] = (pv, ps, _plain, 1.0)
     skipped = []
     for name, (module, build, share) in PEERS.items():
         if _available(module):
@@ -517,7 +518,7 @@ def main(argv=None) -> int:
     ap.add_argument("--patients", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="smoke run: 300 patients, one repeat")
-    ap.add_argument("--no-prototype", action="store_true", help="leave out (a′), bench/flat_codegen.py")
+    ap.add_argument("--no-prototype", action="store_true", help="leave out (a′), engine/flat_compiler.py")
     args = ap.parse_args(argv)
     n, repeats = (300, 1) if args.quick else (args.patients, args.repeats)
     data = run(n, repeats, args.quick, not args.no_prototype)

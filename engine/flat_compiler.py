@@ -1,39 +1,42 @@
-"""Prototype, not the engine: the fix proposed for the flat-workload gap, measured by peers.py.
+"""Flat compiler: a second back end emitting leaf tests inline, for bulk screening of flat rows.
 
-The engine's generated code calls one generic leaf evaluator per test (`L_LabTest(f, N9, tr)`),
-which asks the facts object for a lookup object and compares through helper functions: about
-ten Python calls and a few allocations per leaf. Hand-written code does a dict lookup and a
-comparison. This prototype generates, from the same checked IR (`CompiledTrial.checked`), one
-`verdict(p)` and one `statuses(p)` function per trial with every criterion and leaf inlined as
-plain comparisons on the flat values. Constants are written as literals (`repr` of a number or
-string, which is always an inert literal; other constants are bound by name as the engine's
-compiler binds all of them), and subtrees of undated
-code-set tests, which are never unknown, become one plain `and`/`or` expression. Two compiler
-moves the hand-written code makes too: the verdict tests cheap criteria first (the
-result does not depend on the order), and rows are known to come from one table, so the keys
-they can have are known once per batch: they are read as `p[key]`, no per-row check is
-emitted for the others, and a score one of whose inputs is not a column is unknown at once.
+Stage: compiler, beside `compiler.py`, over the same checked IR. `compiler.py` emits one call to
+a generic leaf evaluator per test (`L_LabTest(f, N9, tr)`), which is what lets one evaluator
+serve FHIR records, explanations and traces; on flat rows (`engine/flat.py`: one mapping per
+patient, values already in canonical units) that generality costs ~10 Python calls per leaf,
+where hand-written code does one lookup and one comparison. This back end writes each leaf as
+that lookup and comparison, for a fixed screening date:
+
+- constants are literals (`repr` of a number or a string, always an inert literal; anything
+  else is bound by name), and no criteria text reaches the source;
+- subtrees of undated code-set tests, which are never unknown, become one plain `and`/`or`;
+- the verdict tests cheap criteria first (Kleene `and` commutes, so the result is the same);
+- when the caller knows the row's columns (one table, one batch), they are read as `p[key]`,
+  no per-row check is emitted for other keys, and a score one of whose inputs is not a column
+  is unknown at once.
+
 Anything the inline form does not cover (a dated value `<name>__days`, a score computed from
-its inputs, an upper limit of normal, a birth date, a record tested for duration) falls back to
-the engine's own leaf evaluator on `engine.flat.FlatFacts`, so results stay identical; peers.py
-asserts it on every patient.
+its inputs, an upper limit of normal, a birth date, a duration) falls back to the engine's own
+leaf evaluator on `FlatFacts`, so results are identical to `CompiledTrial.statuses`; the tests
+check that on generated rows, and bench/peers.py on 100,000 patients.
 
-It reuses `engine.compiler._Emitter` for `and`/`or`/`not` and only adds leaf emitters.
+>>> from engine import compile_text
+>>> trial = compile_text('trial NCT00000001 { }  inclusion I1 "Adults": age >= 18 years')
+>>> program = compile_flat(trial, date(2026, 11, 1))
+>>> program.statuses({"age": 40}), program.verdict({"age": 12})
+(['met'], 'ineligible')
 """
 
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
+from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402,F401  (puts the repository on sys.path)
-
-from engine import ir, runtime  # noqa: E402
-from engine.compiler import _Emitter  # noqa: E402
-from engine.facts import subtract  # noqa: E402
-from engine.flat import FlatFacts  # noqa: E402
+from . import ir, runtime
+from .compiler import CompiledTrial, _Emitter
+from .facts import subtract
+from .flat import FlatFacts
 
 _TEST = {">=": ">=", ">": ">", "<=": "<=", "<": "<", "=": "=="}
 
@@ -53,7 +56,7 @@ class _FlatEmitter(_Emitter):
         """`p[key]` for a column every row has (None when missing), else `g(key)`."""
         if self.columns is not None and key in self.columns:
             return f"p[{self._const(node, key)}]"
-        return f"{self._get(node, key)}"
+        return f"g({self._const(node, key)})"
 
     def _record(self, node, var, depth):  # no trace on this path
         pass
@@ -215,7 +218,8 @@ def _cost(c) -> int:
     return sum(_COST.get(type(n), 0) for root in (c.when, c.body) if root is not None for n in ir.walk(root))
 
 
-def generate(trial, as_of: date, columns: frozenset | None = None) -> tuple[str, dict]:
+def generate(trial: CompiledTrial, as_of: date, columns: frozenset | None = None) -> tuple[str, dict]:
+    """The source of `verdict(p)` and `statuses(p)`, and the constants it refers to by name."""
     em = _FlatEmitter(as_of, columns)
     criteria = trial.checked.criteria
     em.line(0, "def verdict(p):")
@@ -260,8 +264,17 @@ def generate(trial, as_of: date, columns: frozenset | None = None) -> tuple[str,
     return "\n".join(em.lines), em.nodes
 
 
-def compile_flat(trial, as_of: date, columns=None):
-    """(verdict, statuses), each taking one flat mapping, for screening date `as_of`.
+@dataclass(frozen=True)
+class FlatProgram:
+    """A trial compiled for flat rows and one screening date."""
+
+    verdict: Callable[[dict], str]
+    statuses: Callable[[dict], list[str]]
+    python_source: str
+
+
+def compile_flat(trial: CompiledTrial, as_of: date, columns=None) -> FlatProgram:
+    """Compile `trial` for flat rows screened as of `as_of`.
 
     `columns`, when given, are the keys every row has (one table's columns, known once per
     batch; a missing value is None): they are read as `p[key]`, and no per-row check is
@@ -270,5 +283,5 @@ def compile_flat(trial, as_of: date, columns=None):
     source, nodes = generate(trial, as_of, None if columns is None else frozenset(columns))
     namespace: dict = {"__builtins__": {"bool": bool}, "FF": FlatFacts, "AS_OF": as_of, **nodes}
     namespace.update({f"L_{cls.__name__}": fn for cls, fn in runtime.LEAF_EVALUATORS.items()})
-    exec(compile(source, f"<elig-flat:{trial.trial_id}>", "exec"), namespace)  # noqa: S102
-    return namespace["verdict"], namespace["statuses"]
+    exec(compile(source, f"<elig-flat:{trial.trial_id}>", "exec"), namespace)  # noqa: S102 — built from the IR only
+    return FlatProgram(namespace["verdict"], namespace["statuses"], source)
