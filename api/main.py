@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 import engine
+from engine.rules import tune_gc_for_serving
 
 from .cds.feedback import FeedbackStore
 from .problems import PROBLEM_TYPES, BodyLimit, ErrorGuard, Problem, ProblemType, install, log_exception
@@ -69,23 +69,11 @@ async def lifespan(app: FastAPI):
     """Load the rules before serving; listen for SIGHUP while serving."""
     await run_in_threadpool(lambda: app.state.registry.snapshot)
     if app.state.settings.tune_gc:
-        _tune_gc()
+        tune_gc_for_serving()
     hup = _install_sighup(app)
     yield
     if hup:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-
-
-def _tune_gc() -> None:
-    """Move what is loaded (rules, modules) out of the collector's generations, collect less often.
-
-    The compiled rules are tens of thousands of long-lived objects; full collections walking
-    them during requests cost ~15 % throughput and doubled p99 (bench/README.md). Objects a
-    request creates are still collected; only the frequency of gen-0 passes changes.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -30,7 +30,7 @@ from batch import synthetic_patient  # noqa: E402
 
 from engine.facts import PatientFacts  # noqa: E402
 from engine.fhir import bundle_to_patient  # noqa: E402
-from engine.load import iter_patients  # noqa: E402
+from engine.load import iter_patients, parse_json  # noqa: E402
 
 AS_OF_DATE = date.fromisoformat(AS_OF)
 
@@ -54,12 +54,12 @@ def by_trials(counts: list[int], repeats: int) -> list[dict]:
             chosen = trials[:n]
 
             def one():
-                facts = PatientFacts(bundle_to_patient(json.loads(text)).patient, AS_OF_DATE)
+                facts = PatientFacts(bundle_to_patient(parse_json(text)).patient, AS_OF_DATE)
                 for t in chosen:
                     t.statuses(facts)
 
             def setup_only():
-                PatientFacts(bundle_to_patient(json.loads(text)).patient, AS_OF_DATE)
+                PatientFacts(bundle_to_patient(parse_json(text)).patient, AS_OF_DATE)
 
             total = _best(one, repeats)
             base = _best(setup_only, repeats)
