@@ -30,6 +30,7 @@ from .facts import PatientFacts
 class _Emitter:
     lines: list[str] = field(default_factory=list)
     nodes: dict[str, object] = field(default_factory=dict)
+    traced: bool = True  # emit trace bookkeeping (False for back ends that never explain)
 
     def line(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
@@ -57,7 +58,8 @@ class _Emitter:
         for i, child in enumerate(node.children):
             inner = depth
             if i:
-                self.line(depth, f"if {var} is not {stop} or tr is not None:")
+                tracing = " or tr is not None" if self.traced else ""
+                self.line(depth, f"if {var} is not {stop}{tracing}:")
                 inner = depth + 1
             cvar = self.emit(child, inner)
             self.line(inner, f"if {cvar} is {stop}:")
@@ -77,6 +79,8 @@ class _Emitter:
         self._record(node, var, depth)
 
     def _record(self, node, var: str, depth: int) -> None:
+        if not self.traced:
+            return
         kids = ", ".join(str(c.nid) for c in ir.children(node))
         self.line(depth, "if tr is not None:")
         self.line(depth + 1, f"record_branch(tr, N{node.nid}, {var}, ({kids},))")

@@ -45,7 +45,7 @@ class _FlatEmitter(_Emitter):
     """Kleene connectives from the engine's emitter, without trace bookkeeping; inline leaves."""
 
     def __init__(self, as_of: date, columns: frozenset | None):
-        super().__init__()
+        super().__init__(traced=False)
         self.as_of = as_of
         self.columns = columns  # the keys rows may have; None: any
 
@@ -57,22 +57,6 @@ class _FlatEmitter(_Emitter):
         if self.columns is not None and key in self.columns:
             return f"p[{self._const(node, key)}]"
         return f"g({self._const(node, key)})"
-
-    def _record(self, node, var, depth):  # no trace on this path
-        pass
-
-    def _connective(self, node, var: str, depth: int, stop: str, identity: str) -> None:
-        self.line(depth, f"{var} = {identity}")
-        for i, child in enumerate(node.children):
-            inner = depth
-            if i:
-                self.line(depth, f"if {var} is not {stop}:")
-                inner = depth + 1
-            cvar = self.emit(child, inner)
-            self.line(inner, f"if {cvar} is {stop}:")
-            self.line(inner + 1, f"{var} = {stop}")
-            self.line(inner, f"elif {cvar} is None and {var} is {identity}:")
-            self.line(inner + 1, f"{var} = None")
 
     # ---- leaves -----------------------------------------------------------------------------
 
