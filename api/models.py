@@ -69,6 +69,8 @@ class ScreenRequest(BaseModel):
     as_of: date | None = Field(None, description="Screening date, YYYY-MM-DD; default today (server time).")
     trial_ids: list[str] | None = Field(None, min_length=1, description="Only these trials; default all loaded.")
     patient_id: str | None = Field(None, description="Which Patient to screen when a Bundle holds several.")
+    explain: bool = Field(True, description="False: statuses and verdicts only, without explanations, evidence "
+                                            "or missing data (several times cheaper, for ranking many patients).")
 
     _day = field_validator("as_of", mode="before")(classmethod(lambda cls, v: _iso_day(v)))
 

@@ -52,9 +52,9 @@ def select_trials(snapshot: Snapshot, trial_ids: list[str] | None, pointer: str 
 
 
 def screen_patient(snapshot: Snapshot, patient: Patient, notes: list[str], as_of: date | None,
-                   trials: list[CompiledTrial]) -> ScreenResponse:
+                   trials: list[CompiledTrial], explain: bool = True) -> ScreenResponse:
     """Screen with the engine's facade and add what makes the decision reproducible."""
-    result = engine.screen(patient, trials, as_of)
+    result = engine.screen(patient, trials, as_of, explain=explain)
     ranked = [t.model_copy(update={"source": snapshot.source_files(snapshot.trials[t.trial_id])[0][0]})
               for t in result.trials]
     return ScreenResponse(

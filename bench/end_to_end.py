@@ -164,7 +164,9 @@ def over_http(quick: bool, seconds: float, concurrency: int, workers: int = 1) -
     native = native_patient(40)
     bundle, _ = realistic_bundle()
     payloads = [("engine JSON, 40 items", {"patient": native, "as_of": AS_OF}),
-                ("FHIR bundle, 300 resources", {"patient": bundle, "as_of": AS_OF})]
+                ("engine JSON, statuses only", {"patient": native, "as_of": AS_OF, "explain": False}),
+                ("FHIR bundle, 300 resources", {"patient": bundle, "as_of": AS_OF}),
+                ("FHIR bundle, statuses only", {"patient": bundle, "as_of": AS_OF, "explain": False})]
     rows, out = [], {}
     with serve(workers=workers) as (base, ready, pid):
         print(f"\nHTTP: uvicorn api.main:app, {workers} worker(s), on {base}; ready in {ready:.2f} s; "

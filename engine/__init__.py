@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from .compiler import CompiledTrial
-from .explain import explain_trial, rank
+from .explain import explain_trial, rank, summarise_trial
 from .facts import PatientFacts
 from .patient import Patient
 from .results import ScreeningResult
@@ -36,11 +36,15 @@ def compile_text(text: str, name: str = "<text>", rules_root: Path | str | None 
     return compiled
 
 
-def screen(patient: Patient, trials, as_of: date | str | None = None) -> ScreeningResult:
-    """Screen one patient against compiled trials, explaining every criterion; ranked results."""
+def screen(patient: Patient, trials, as_of: date | str | None = None, *, explain: bool = True) -> ScreeningResult:
+    """Screen one patient against compiled trials; ranked results.
+
+    With `explain` (the default) every criterion carries its sentence, evidence and missing
+    data; without, only statuses and verdicts, from the compiled fast path.
+    """
     day = _as_date(as_of)
     facts = PatientFacts(patient, day)
-    results = [explain_trial(t, facts) for t in trials]
+    results = [(explain_trial if explain else summarise_trial)(t, facts) for t in trials]
     return ScreeningResult(as_of=day.isoformat(), patient_id=patient.id, trials=rank(results))
 
 

@@ -30,6 +30,22 @@ def verdict_of(criteria: list[CheckedCriterion], statuses: list[str]) -> str:
 def explain_trial(trial: CompiledTrial, facts: PatientFacts) -> TrialResult:
     values, trace = trial.trace(facts)
     criteria = [_criterion_result(c, w, b, trace) for c, (w, b) in zip(trial.checked.criteria, values)]
+    return _trial_result(trial, criteria)
+
+
+def summarise_trial(trial: CompiledTrial, facts: PatientFacts) -> TrialResult:
+    """Statuses and verdict without explanations: the compiled fast path, no trace, no text.
+
+    For callers that only rank or count (pre-screening a population); explaining every
+    criterion is most of the cost of a full screening.
+    """
+    criteria = [CriterionResult.model_construct(key=c.key, kind=c.kind, text=c.text, line=c.span.line, status=s,
+                                                explanation="", evidence=[], missing=[])
+                for c, s in zip(trial.checked.criteria, trial.statuses(facts))]
+    return _trial_result(trial, criteria, explained=False)
+
+
+def _trial_result(trial: CompiledTrial, criteria: list[CriterionResult], explained: bool = True) -> TrialResult:
     statuses = [c.status for c in criteria]
     return TrialResult(
         trial_id=trial.trial_id,
@@ -40,6 +56,7 @@ def explain_trial(trial: CompiledTrial, facts: PatientFacts) -> TrialResult:
         checks_for_a_person=[c.text for c in criteria if c.status == "manual"],
         content_hash=trial.checked.content_hash,
         source=trial.checked.source.name,
+        explained=explained,
     )
 
 

@@ -36,6 +36,8 @@ class TrialResult(BaseModel):
     checks_for_a_person: list[str] = Field(description="Manual criteria, left to the screening clinician.")
     content_hash: str = Field(description="SHA-256 of the criteria file and its imports, for reproducibility.")
     source: str
+    explained: bool = Field(True, description="False when statuses were asked for without explanations: "
+                                              "`explanation`, `evidence` and `missing` are then empty.")
 
 
 class ScreeningResult(BaseModel):

@@ -299,3 +299,18 @@ def test_a_bug_is_a_500_problem_logged_without_its_message(caplog):
     assert r.status_code == 500 and r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"] == "/problems/internal" and "Jane" not in r.text
     assert "ValueError" in caplog.text and "Jane" not in caplog.text
+
+
+def test_screen_without_explanations_gives_the_same_verdicts_and_statuses(client):
+    """`explain: false` is the fast path; it must never decide differently from the full answer."""
+    import json as _json
+    from pathlib import Path as _Path
+    root = _Path(__file__).resolve().parents[1] / "examples"
+    for path in sorted(root.glob("*.json")):
+        patient = _json.loads(path.read_text(encoding="utf-8"))
+        full = client.post("/v1/screen", json={"patient": patient, "as_of": "2026-11-01"}).json()
+        fast = client.post("/v1/screen", json={"patient": patient, "as_of": "2026-11-01", "explain": False}).json()
+        assert [(t["trial_id"], t["verdict"], [c["status"] for c in t["criteria"]]) for t in fast["trials"]] == \
+            [(t["trial_id"], t["verdict"], [c["status"] for c in t["criteria"]]) for t in full["trials"]], path.name
+        assert all(not t["explained"] and all(c["evidence"] == [] for c in t["criteria"]) for t in fast["trials"])
+        assert all(t["explained"] for t in full["trials"])

@@ -39,16 +39,17 @@ def screen(body: ScreenRequest, rules: RulesDep) -> Response:
     """
     trials = select_trials(rules, body.trial_ids)
     patient, notes = read_patient(body.patient, body.patient_id)
-    result = screen_patient(rules, patient, notes, body.as_of, trials)
+    result = screen_patient(rules, patient, notes, body.as_of, trials, body.explain)
     return Response(result.model_dump_json(), media_type="application/json")
 
 
-def _screen_line(rules: Snapshot, trials, as_of: date | None, instance: str, number: int, line: bytes) -> bytes:
+def _screen_line(rules: Snapshot, trials, as_of: date | None, instance: str, number: int, line: bytes,
+                 explain: bool = True) -> bytes:
     """One NDJSON line → one output line; bad input becomes an error line, never an exception."""
     try:
         document = _DOCUMENT.validate_python(strict_json.loads(line))
         patient, notes = read_patient(document, pointer="")
-        out = BatchLine(line=number, result=screen_patient(rules, patient, notes, as_of, trials))
+        out = BatchLine(line=number, result=screen_patient(rules, patient, notes, as_of, trials, explain))
         return out.model_dump_json().encode("utf-8") + b"\n"
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         return batch.error_line(number, 400, "malformed-json", f"Line {number} is not valid JSON: {exc}", instance)
@@ -72,7 +73,8 @@ _NDJSON_OUT = {200: {"model": BatchLine, "description": "One `BatchLine` per non
              responses={**_NDJSON_OUT, 413: _PROBLEMS[413], 422: _PROBLEMS[422]})
 async def screen_batch(request: Request, rules: RulesDep, settings: SettingsDep,
                        as_of: Annotated[date | None, Query(description="Screening date, YYYY-MM-DD.")] = None,
-                       trial_ids: Annotated[list[str] | None, Query(description="Only these trials.")] = None):
+                       trial_ids: Annotated[list[str] | None, Query(description="Only these trials.")] = None,
+                       explain: Annotated[bool, Query(description="False: statuses and verdicts only.")] = True):
     """Screen many patients: NDJSON in, NDJSON out, in order, memory flat in the number of patients.
 
     Results stream while the body is still arriving (see `api.batch`). A line that is not a
@@ -84,7 +86,7 @@ async def screen_batch(request: Request, rules: RulesDep, settings: SettingsDep,
     instance = request.url.path
     producer = asyncio.create_task(batch.produce(
         request.stream(), settings.max_body_bytes, queue, instance,
-        lambda n, line: _screen_line(rules, trials, as_of, instance, n, line), fatal))
+        lambda n, line: _screen_line(rules, trials, as_of, instance, n, line, explain), fatal))
     first = await queue.get()
     if fatal and first is not None and first.startswith(b'{"line":0,'):
         producer.cancel()
