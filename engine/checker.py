@@ -488,7 +488,7 @@ class _Checker:
             expected_prefix = "I" if c.kind == "inclusion" else "E"
             if not c.key.startswith(expected_prefix):
                 self.sink.warning("key_kind_mismatch", f"{c.kind} criterion with key {c.key}", c.key_span or c.span,
-                                  hint=f"inclusion keys start with I, exclusion keys with E")
+                                  hint="inclusion keys start with I, exclusion keys with E")
 
     def warn_unused(self) -> None:
         if not self.module.of_type(ast.Criterion):

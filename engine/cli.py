@@ -15,7 +15,6 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__, screen
-from .diagnostics import CompileError
 from .fhir import FhirError
 from .load import iter_patients
 from .rules import DEFAULT_RULES_DIR, load_rules

@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from conftest import AS_OF, EXAMPLES, RULES, example, example_names, start_server, stop_server
+from conftest import AS_OF, RULES, example, example_names, start_server, stop_server
 
 ESLD = ("NCT06984497", "NCT06167473", "NCT06242405")
 E, P, I = "eligible", "possibly_eligible", "ineligible"

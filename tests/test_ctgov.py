@@ -80,7 +80,7 @@ def test_structured_age_becomes_a_computable_criterion():
 def test_age_units(minimum, maximum, body):
     fields = {k: v for k, v in (("minimumAge", minimum), ("maximumAge", maximum)) if v}
     text = skeleton(_study(**fields))
-    assert f"inclusion I0a" in text and f"\n  {body}\n" in text
+    assert "inclusion I0a" in text and f"\n  {body}\n" in text
 
 
 def test_no_age_limit_means_no_age_criterion():
