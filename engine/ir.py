@@ -8,52 +8,21 @@ looks anything up and explanations can point back at the file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Union
+from dataclasses import dataclass, field
+from typing import NamedTuple, Union
 
 from .source import Source, Span
 
 Bound = tuple[str, float]  # (comparison operator, threshold in canonical unit)
 
 
-class _HashOnce:
-    """Frozen dataclasses used as cache keys on every leaf evaluation: hash their fields once.
-
-    A dataclass's own `__hash__` re-hashes every field on each call; these keys are looked up
-    per patient and per leaf, and equal definitions from different trials must still share
-    cache entries, so identity hashing would not do.
-    """
+# Window, AnalyteInfo and CodeSetInfo are cache keys on every leaf evaluation (PatientFacts caches
+# lookups by them), and equal definitions from different trials must share entries. As named
+# tuples they compare by value and hash in C; a frozen dataclass's `__hash__` is a Python call
+# that re-hashes every field, which the bench profile showed on the hot path.
 
 
-    def _values(self) -> tuple:
-        names = type(self).__dict__.get("_field_names")
-        if names is None:
-            names = tuple(f.name for f in fields(self))
-            type.__setattr__(type(self), "_field_names", names)
-        return tuple(getattr(self, n) for n in names)
-
-    def __hash__(self) -> int:
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:  # first use: computed lazily, so loading many trials does not pay for it
-            value = hash(self._values())
-            object.__setattr__(self, "_hash", value)
-            return value
-
-    def __reduce__(self):
-        # Rebuild through __init__ so the hash is recomputed: string hashes differ between
-        # processes, and a pickled one would silently miss every cache lookup.
-        return self.__class__, self._values()
-
-
-def _hash_once(cls):
-    cls.__hash__ = _HashOnce.__hash__  # @dataclass(frozen=True) installs a per-call field hash
-    return cls
-
-
-@_hash_once
-@dataclass(frozen=True)
-class Window(_HashOnce):
+class Window(NamedTuple):
     """A calendar look-back such as 1 year or 30 days, subtracted from the screening date."""
 
     amount: int
@@ -63,9 +32,7 @@ class Window(_HashOnce):
         return f"{self.amount} {self.unit}{'' if self.amount == 1 else 's'}"
 
 
-@_hash_once
-@dataclass(frozen=True)
-class AnalyteInfo(_HashOnce):
+class AnalyteInfo(NamedTuple):
     name: str
     title: str
     kind: str  # quantitative | qualitative
@@ -75,9 +42,7 @@ class AnalyteInfo(_HashOnce):
     valence: int | None = None
 
 
-@_hash_once
-@dataclass(frozen=True)
-class CodeSetInfo(_HashOnce):
+class CodeSetInfo(NamedTuple):
     """A value set: exact codes, hierarchical prefixes (ICD, ATC) and category ranges."""
 
     name: str
