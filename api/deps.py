@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from .cds import trust as cds_trust
 from .problems import Problem
 from .registry import RuleRegistry, Snapshot
 from .settings import Settings
@@ -60,6 +61,19 @@ async def require_key(settings: SettingsDep,
                 bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
                 api_key: Annotated[str | None, Depends(_api_key)]) -> None:
     _check(settings.keys(), _presented(bearer, api_key))
+
+
+async def require_cds_client(request: Request, settings: SettingsDep,
+                             bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                             api_key: Annotated[str | None, Depends(_api_key)]) -> None:
+    """CDS routes: a signed JWT from a trusted issuer when issuers are configured, else the API keys."""
+    if not settings.cds_issuers:
+        _check(settings.keys(), _presented(bearer, api_key))
+        return
+    token = bearer.credentials if bearer is not None and bearer.scheme.lower() == "bearer" else None
+    audience = str(request.url.replace(query=None, fragment=None))
+    cds_trust.verify(token, audience, settings.cds_issuers, request.app.state.cds_keys,
+                     request.app.state.cds_replay)
 
 
 async def require_admin_key(settings: SettingsDep,

@@ -22,6 +22,7 @@ import engine
 from engine.rules import tune_gc_for_serving
 
 from .cds.feedback import FeedbackStore
+from .cds.trust import ReplayGuard, load_jwks
 from .problems import PROBLEM_TYPES, BodyLimit, ErrorGuard, Problem, ProblemType, install, log_exception
 from .registry import RuleRegistry
 from .routes import admin, cds_hooks, health, rules, screen, trials
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = RuleRegistry(settings.rules_dir, settings.cache_dir)
     app.state.feedback = FeedbackStore()
+    app.state.cds_keys = load_jwks(settings.cds_jwks)
+    app.state.cds_replay = ReplayGuard()
     app.state.reloads = set()
     install(app)
     # Added innermost first: CORS outermost, so that 413s and 500s carry its headers too.

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     fhir_timeout_seconds: float = Field(10.0, gt=0, description="Per-request timeout when reading a FHIR server.")
     fhir_max_pages: int = Field(50, ge=1, description="Most Bundle pages followed per prefetch query.")
     cds_service_id: str = Field("elig-trial-screening", pattern=r"^[A-Za-z0-9._-]+$")
+    cds_issuers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CDS client issuers (`iss`) trusted to call /cds-services with a signed JWT. When set, "
+                    "those routes take JWTs (CDS Hooks 2.0 'Trusting CDS Clients') instead of API keys.")
+    cds_jwks: str | None = Field(None, description="The trusted CDS clients' public keys: a JWK Set as JSON, "
+                                                   "or the path of a file holding one (exchanged out of band).")
     trial_link_base: str = Field("https://clinicaltrials.gov/study/",
                                  description="Trial page link for cards when a trial names no `source` URL.")
 
@@ -64,7 +70,7 @@ class Settings(BaseSettings):
     def _empty_is_off(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("api_keys", "admin_keys", "cors_origins", mode="before")
+    @field_validator("api_keys", "admin_keys", "cors_origins", "cds_issuers", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         return _split(value)

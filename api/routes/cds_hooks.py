@@ -16,13 +16,13 @@ from engine.fhir import FhirError, bundle_to_patient
 from ..cds import cards, fetch, prefetch
 from ..cds.models import CdsRequest, CdsResponse, CdsService, Discovery, FeedbackAck, FeedbackRequest
 from ..strict_json import StrictJsonRoute
-from ..deps import RulesDep, SettingsDep, require_key
+from ..deps import RulesDep, SettingsDep, require_cds_client
 from ..problems import Problem, ProblemDetails
 from ..registry import Snapshot
 from ..screening import screen_patient
 from ..settings import Settings
 
-router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], dependencies=[Depends(require_key)],
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], dependencies=[Depends(require_cds_client)],
                    route_class=StrictJsonRoute)
 _412 = {412: {"model": ProblemDetails, "description": "The patient's data could be had neither from prefetch "
                                                       "nor from the FHIR server.",
