@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a missing or unreadable file: one line, never a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"elig: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
 
 
 def _build_parser() -> argparse.ArgumentParser:

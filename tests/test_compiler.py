@@ -72,3 +72,12 @@ def test_same_input_same_output():
     doc = json.loads(first)
     criterion = doc["patients"][0]["trials"][0]["criteria"][0]
     assert {"key", "kind", "text", "status", "explanation", "evidence", "missing"} <= set(criterion)
+
+
+def test_missing_files_give_one_line_not_a_traceback(tmp_path, capsys):
+    from engine.cli import main
+    missing = str(tmp_path / "nope.elig")
+    for argv in (["check", missing], ["fmt", missing]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("elig: ") and "No such file" in err and "Traceback" not in err
