@@ -39,8 +39,8 @@ def summarise_trial(trial: CompiledTrial, facts: PatientFacts) -> TrialResult:
     For callers that only rank or count (pre-screening a population); explaining every
     criterion is most of the cost of a full screening.
     """
-    criteria = [CriterionResult.model_construct(key=c.key, kind=c.kind, text=c.text, line=c.span.line, status=s,
-                                                explanation="", evidence=[], missing=[])
+    criteria = [CriterionResult(key=c.key, kind=c.kind, text=c.text, line=c.span.line, status=s, explanation="",
+                                evidence=[], missing=[])  # validating in Rust beats model_construct's Python
                 for c, s in zip(trial.checked.criteria, trial.statuses(facts))]
     return _trial_result(trial, criteria, explained=False)
 
