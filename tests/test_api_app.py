@@ -314,3 +314,17 @@ def test_screen_without_explanations_gives_the_same_verdicts_and_statuses(client
             [(t["trial_id"], t["verdict"], [c["status"] for c in t["criteria"]]) for t in full["trials"]], path.name
         assert all(not t["explained"] and all(c["evidence"] == [] for c in t["criteria"]) for t in fast["trials"])
         assert all(t["explained"] for t in full["trials"])
+
+
+def test_a_large_bundle_is_screened_off_the_event_loop_with_the_same_answer(client, monkeypatch):
+    """Bodies over INLINE_MAX_BYTES run in the thread pool; the answer must not depend on where."""
+    import json as _json
+    from pathlib import Path as _Path
+
+    from api.routes import screen as screen_route
+    bundle = _json.loads((_Path(__file__).resolve().parents[1] / "examples" / "aclf_hbv_eligible.fhir.json").read_text())
+    body = {"patient": bundle, "as_of": "2026-11-01"}
+    inline = client.post("/v1/screen", json=body).json()
+    monkeypatch.setattr(screen_route, "INLINE_MAX_BYTES", 10)
+    pooled = client.post("/v1/screen", json=body).json()
+    assert pooled["trials"] == inline["trials"] and pooled["trials"][0]["verdict"] == "eligible"
