@@ -138,8 +138,8 @@ def _emit_verdict(em: _Emitter, criteria) -> None:
     em.line(0, "")
 
 
-def generate(trial: ir.CheckedTrial) -> tuple[str, dict]:
-    """The Python source of a trial's evaluators and the constants it refers to."""
+def generate(trial: ir.CheckedTrial) -> str:
+    """The Python source of a trial's evaluators (its constants are `_node_names(trial)`)."""
     em = _Emitter()
     for i, c in enumerate(trial.criteria):
         if c.body is not None:
@@ -148,7 +148,7 @@ def generate(trial: ir.CheckedTrial) -> tuple[str, dict]:
             _function(em, f"when_{i}", c.when)
     _emit_statuses(em, trial.criteria)
     _emit_verdict(em, trial.criteria)
-    return "\n".join(em.lines), em.nodes
+    return "\n".join(em.lines)
 
 
 @dataclass
@@ -181,7 +181,7 @@ class CompiledTrial:
 def compile_checked(trial: ir.CheckedTrial, prebuilt: tuple[str, CodeType] | None = None) -> CompiledTrial:
     """Generate and compile the trial's module, or reuse `prebuilt` (source, code) from the cache."""
     if prebuilt is None:
-        source, _nodes = generate(trial)
+        source = generate(trial)
         code = compile(source, f"<elig:{trial.source.name}>", "exec")
     else:
         source, code = prebuilt

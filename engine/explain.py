@@ -12,7 +12,7 @@ from .compiler import CompiledTrial
 from .facts import PatientFacts
 from .ir import CheckedCriterion, CheckedTrial
 from .results import CriterionResult, TrialResult
-from .tri import Tri, status_word
+from .tri import Tri, criterion_word, status_word
 
 VERDICT_ORDER = {"eligible": 0, "possibly_eligible": 1, "ineligible": 2}
 
@@ -150,8 +150,5 @@ def rank(results: list[TrialResult]) -> list[TrialResult]:
 
 
 def checked_statuses(trial: CheckedTrial, values) -> list[str]:
-    out = []
-    for c, (w, b) in zip(trial.criteria, values):
-        out.append("manual" if c.is_manual else "not_applicable" if w is False else
-                   "unknown" if w is None else status_word(b))
-    return out
+    """Statuses from `CompiledTrial.trace` values, to compare with the fast path."""
+    return [criterion_word(c.is_manual, w, b) for c, (w, b) in zip(trial.criteria, values)]

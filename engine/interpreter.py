@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import ir, runtime
 from .facts import PatientFacts
-from .tri import Tri, and3, not3, or3, status_word
+from .tri import Tri, and3, criterion_word, not3, or3
 
 
 def evaluate(node: ir.IR, facts: PatientFacts, trace: dict | None = None) -> Tri:
@@ -32,11 +32,8 @@ def _branch(node, value: Tri, trace) -> Tri:
 def criterion_status(criterion: ir.CheckedCriterion, facts: PatientFacts) -> str:
     if criterion.is_manual:
         return "manual"
-    if criterion.when is not None:
-        applies = evaluate(criterion.when, facts)
-        if applies is not True:
-            return "not_applicable" if applies is False else "unknown"
-    return status_word(evaluate(criterion.body, facts))
+    applies = evaluate(criterion.when, facts) if criterion.when is not None else True
+    return criterion_word(False, applies, evaluate(criterion.body, facts) if applies is True else None)
 
 
 def statuses(trial: ir.CheckedTrial, facts: PatientFacts) -> list[str]:

@@ -103,14 +103,14 @@ def _missing_lab(analyte: ir.AnalyteInfo, window: ir.Window) -> str:
 
 def eval_AgeTest(f: PatientFacts, node: ir.AgeTest, trace) -> Tri:
     ages = f.age_range(node.unit)
-    if trace is None:  # fast path: no text
-        return None if ages is None else and3(_age_bound(ages[0], ages[1], op, t) for op, t in node.bounds)
+    status = None if ages is None else and3(_age_bound(ages[0], ages[1], op, t) for op, t in node.bounds)
+    if trace is None:  # the fast path: the status alone, no text
+        return status
     threshold = _bounds_text(node.bounds, node.unit + "s")
     if ages is None:
         return _record(trace, node, None, threshold=threshold, reason="no birth date on record",
                        missing="the patient's birth date")
     youngest, oldest = ages
-    status = and3(_age_bound(youngest, oldest, op, t) for op, t in node.bounds)
     shown = f"{youngest}" if youngest == oldest else f"{youngest}–{oldest}"
     values = [{"name": "age", "value": shown, "unit": node.unit + "s", "date": f.as_of.isoformat(),
                "source": f"Patient/{f.patient.id}",
@@ -127,26 +127,25 @@ def _age_bound(youngest: int, oldest: int, op: str, t: float) -> Tri:
 
 def eval_SexTest(f: PatientFacts, node: ir.SexTest, trace) -> Tri:
     sex = f.patient.sex
+    status = None if sex is None or sex == "unknown" else sex == node.value
     if trace is None:
-        return None if sex is None or sex == "unknown" else sex == node.value
-    if sex is None or sex == "unknown":
+        return status
+    if status is None:
         return _record(trace, node, None, threshold=f"sex is {node.value}", reason="sex not recorded",
                        missing="the patient's sex")
     values = [{"name": "sex", "value": sex, "source": f"Patient/{f.patient.id}"}]
-    return _record(trace, node, sex == node.value, values=values, threshold=f"sex is {node.value}")
+    return _record(trace, node, status, values=values, threshold=f"sex is {node.value}")
 
 
 def eval_LabTest(f: PatientFacts, node: ir.LabTest, trace) -> Tri:
     found = f.latest(node.analyte, node.fresh)
     v = found.value
+    status = None if v is None else bounds_hold(v.value, v.comparator, node.bounds)
     if trace is None:
-        return None if v is None else bounds_hold(v.value, v.comparator, node.bounds)
+        return status
     if v is None:
         return _record(trace, node, None, threshold=_bounds_text(node.bounds, node.analyte.unit),
                        reason=found.reason, missing=_missing_lab(node.analyte, node.fresh))
-    status = bounds_hold(v.value, v.comparator, node.bounds)
-    if trace is None:
-        return status
     reason = None if status is not None else f"{v.describe()} is a bound, not a value, and straddles the threshold"
     return _record(trace, node, status, values=[_used(v, node.analyte)], reason=reason,
                    threshold=_bounds_text(node.bounds, node.analyte.unit),
@@ -198,20 +197,23 @@ def _latest_pair(history: tuple[LabValue, ...]):
 def eval_QualTest(f: PatientFacts, node: ir.QualTest, trace) -> Tri:
     found = f.latest(node.analyte, node.fresh)
     v = found.value
+    status = None if v is None else _qualitative_matches(v.qualitative, node.value)
     if trace is None:
-        q = None if v is None else v.qualitative
-        return None if q is None else True if q == node.value else None if q == "indeterminate" else False
+        return status
     threshold = f"{node.analyte.title} {node.value}"
     if v is None:
         return _record(trace, node, None, threshold=threshold, reason=found.reason,
                        missing=_missing_lab(node.analyte, node.fresh))
-    if v.qualitative == node.value:
-        status: Tri = True
-    else:
-        status = None if v.qualitative == "indeterminate" else False
     return _record(trace, node, status, values=[_used(v, node.analyte)], threshold=threshold,
                    reason="the result is indeterminate" if status is None else None,
                    missing=f"a repeat {node.analyte.title}" if status is None else None)
+
+
+def _qualitative_matches(found: str, wanted: str) -> Tri:
+    """An indeterminate result decides nothing; any other result is the answer or not."""
+    if found == wanted:
+        return True
+    return None if found == "indeterminate" else False
 
 
 def eval_ScoreTest(f: PatientFacts, node: ir.ScoreTest, trace) -> Tri:

@@ -45,3 +45,12 @@ def any3(values: Iterable[Tri]) -> Tri:
 
 def status_word(value: Tri) -> str:
     return "met" if value is True else "not_met" if value is False else "unknown"
+
+
+def criterion_word(manual: bool, applies: Tri, met: Tri) -> str:
+    """A criterion's status from whether its `when` holds and whether its body is met."""
+    if manual:
+        return "manual"
+    if applies is not True:
+        return "not_applicable" if applies is False else "unknown"
+    return status_word(met)
