@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.compiler import CompiledTrial
 from engine.diagnostics import Diagnostic
+from engine.facts import observation_codes
 from engine.rules import RuleSet, load_rules
 
 
@@ -45,6 +46,7 @@ class Snapshot:
     loaded_at: str = ""
     file_hashes: dict[str, str] = field(default_factory=dict)  # label → sha256 of the file's text
     trial_sources: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # id → (label, sha256)…
+    observation_codes: frozenset[str] | None = None  # what FHIR ingestion reads (`facts.observation_codes`)
 
     def label(self, name: str) -> str:
         """A source name as shown to API clients: relative to the rules root when inside it."""
@@ -123,7 +125,7 @@ class RuleRegistry:
             failed_files=tuple(base.label(n) for n in fresh.failed_files), kept_previous=tuple(sorted(kept)),
             generation=(previous.generation + 1) if previous else 1,
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"), file_hashes=dict(sorted(hashes.items())),
-            trial_sources=sources)
+            trial_sources=sources, observation_codes=observation_codes(trials.values()))
 
 
 def _outcome(previous: Snapshot | None, current: Snapshot) -> ReloadOutcome:

@@ -26,13 +26,17 @@ from .registry import Snapshot
 _LOINC_NOTE = re.compile(r" \(LOINC [^)]*\)")
 
 
-def read_patient(document: Patient | FhirDocument, patient_id: str | None = None,
-                 pointer: str = "/patient") -> tuple[Patient, list[str]]:
-    """The patient and FHIR ingestion's notes; a FHIR document that holds no patient is a 400."""
+def read_patient(document: Patient | FhirDocument, patient_id: str | None = None, pointer: str = "/patient",
+                 observation_codes: frozenset[str] | None = None) -> tuple[Patient, list[str]]:
+    """The patient and FHIR ingestion's notes; a FHIR document that holds no patient is a 400.
+
+    With `observation_codes` (the snapshot's), observations no loaded trial reads are counted,
+    not read: a 300-resource record is mostly vital signs and panels no criterion looks at.
+    """
     if isinstance(document, Patient):
         return document, []
     try:
-        ingested = bundle_to_patient(document.document(), patient_id=patient_id)
+        ingested = bundle_to_patient(document.document(), patient_id=patient_id, observation_codes=observation_codes)
     except FhirError as exc:
         raise Problem(400, "unscreenable-fhir", str(exc)) from None
     except ValidationError as exc:  # ingestion repairs what it can; what is left is the document's fault

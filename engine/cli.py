@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import __version__, screen
+from .facts import observation_codes
 from .fhir import FhirError
 from .load import iter_patients
 from .rules import DEFAULT_RULES_DIR, load_rules
@@ -99,7 +100,7 @@ def cmd_screen(args) -> int:
     results, failures = [], 0
     from .toolchain import Progress  # a bar on stderr (a terminal) while many patients are screened
     progress = Progress.for_screen(args.patients, stdout_shows_table=not args.json and sys.stdout.isatty())
-    for loaded in _patients_or_errors(args.patients, args.strict_fhir):
+    for loaded in _patients_or_errors(args.patients, args.strict_fhir, observation_codes(trials)):
         progress.step()
         if isinstance(loaded, str):
             failures += 1
@@ -118,9 +119,9 @@ def cmd_screen(args) -> int:
     return 1 if failures else 0
 
 
-def _patients_or_errors(path: Path, strict_fhir: bool = False):
+def _patients_or_errors(path: Path, strict_fhir: bool = False, codes: frozenset[str] | None = None):
     """Patients one by one; a bad one becomes an error line, and the rest still run."""
-    iterator = iter_patients(path, strict_fhir=strict_fhir)
+    iterator = iter_patients(path, strict_fhir=strict_fhir, observation_codes=codes)
     while True:
         try:
             yield next(iterator)

@@ -172,6 +172,16 @@ class PatientFacts:
         return max(fresh)[2] if fresh else None
 
 
+def observation_codes(trials) -> frozenset[str]:
+    """Every observation code the trials (compiled or checked) can read, score inputs included.
+
+    `PatientFacts` finds observations by code alone, so a record reduced to observations with
+    these codes screens exactly as the whole record does (`fhir.bundle_to_patient` uses it).
+    """
+    checked = (getattr(t, "checked", t) for t in trials)
+    return frozenset(code for t in checked for analyte in t.analytes for code in analyte.loinc)
+
+
 # ---- helpers -------------------------------------------------------------------------------
 
 def subtract(day: date, window: Window) -> date:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -38,6 +38,7 @@ __all__ = ["FhirError", "IngestResult", "Note", "bundle_to_patient", "looks_like
 BUNDLE_TYPES = frozenset({"collection", "searchset", "transaction", "batch", "document"})
 UCUM = "http://unitsofmeasure.org"
 _OBS_STATUSES = frozenset(get_args(ObservationStatus))
+UNREAD_OBSERVATION = "its codes are read by no loaded trial"
 _COMPARATORS = frozenset({"<", "<=", ">=", ">"})
 # Resources read only through a reference from another resource; never reported as skipped.
 _REFERENCE_TARGETS = frozenset({"Medication", "ResearchStudy"})
@@ -167,8 +168,10 @@ class _Drop(Exception):
 class _Context:
     """Reference index, target patient and the report being built for one bundle."""
 
-    def __init__(self, entries: list[tuple[str | None, dict]], target: tuple[str | None, dict], single: bool):
+    def __init__(self, entries: list[tuple[str | None, dict]], target: tuple[str | None, dict], single: bool,
+                 observation_codes: Collection[str] | None = None):
         self.entries = entries
+        self.observation_codes = observation_codes
         self._index: dict[str, dict] | None = None
         self.target = target[1]
         self.patient_keys = _patient_keys(*target)
@@ -194,6 +197,16 @@ class _Context:
         if ref.startswith("#") and holder is not None:
             return next((r for r in map(_obj, _list(holder.get("contained"))) if r.get("id") == ref[1:]), None)
         return self.index.get(ref) or self.index.get(_tail(ref))
+
+    def reads(self, concept: Any) -> bool:
+        """Whether screening could read an observation coded by `concept` (any code, when unfiltered).
+
+        Matches on the code alone, as `PatientFacts` indexes observations.
+        """
+        if self.observation_codes is None:
+            return True
+        codings = map(_obj, _list(_obj(concept).get("coding")))
+        return any(_str(c.get("code")) in self.observation_codes for c in codings)
 
     def note(self, ref: str, action: str, reason: str) -> None:
         self.notes.append(Note(ref=ref, action=action, reason=reason))
@@ -297,14 +310,19 @@ def _observation_date(res: dict, rid: str, ctx: _Context) -> str | None:
 
 
 def _read_observation(res: dict, rid: str, ctx: _Context) -> Iterator[tuple[str, dict]]:
+    components = [_obj(c) for c in _list(res.get("component"))]
+    if not any(map(ctx.reads, (res.get("code"), *(c.get("code") for c in components)))):
+        ctx.tally[("Observation", "skipped", UNREAD_OBSERVATION)] += 1
+        return
     status = _observation_status(res, rid, ctx)
     shared = {"status": status, "effective": _observation_date(res, rid, ctx)}
     if codes := _codings(res.get("code")):
-        yield "observations", {"id": rid, "codes": codes, **shared, **_observation_value(res, rid, ctx)}
+        if ctx.reads(res.get("code")):
+            yield "observations", {"id": rid, "codes": codes, **shared, **_observation_value(res, rid, ctx)}
     else:
         ctx.note(rid, "dropped", "no coded Observation.code")
-    for n, comp in enumerate(map(_obj, _list(res.get("component")))):
-        if codes := _codings(comp.get("code")):
+    for n, comp in enumerate(components):
+        if (codes := _codings(comp.get("code"))) and ctx.reads(comp.get("code")):
             cid = f"{rid}#{n}"
             yield "observations", {"id": cid, "codes": codes, **shared, **_observation_value(comp, cid, ctx)}
 
@@ -582,13 +600,19 @@ def looks_like_fhir(doc: Any) -> bool:
     return isinstance(doc, dict) and doc.get("resourceType") in ("Bundle", "Patient")
 
 
-def bundle_to_patient(bundle: dict, *, patient_id: str | None = None) -> IngestResult:
+def bundle_to_patient(bundle: dict, *, patient_id: str | None = None,
+                      observation_codes: Collection[str] | None = None) -> IngestResult:
     """Read one patient's record out of a FHIR R4 Bundle (or a bare Patient resource).
 
     Parameters:
         bundle: the parsed JSON document.
         patient_id: which Patient to read when the bundle holds several: its id, `Patient/<id>`
             or its fullUrl. Other patients' resources are left out.
+        observation_codes: when given, only Observations (and components) carrying one of these
+            codes are read, the others counted in the report. Screening reads observations by
+            code only, so passing the codes of the trials to be screened
+            (`facts.observation_codes`) changes no result; it spares reading and validating
+            the vital signs and panels of a real record that no criterion looks at.
 
     Returns the patient and the ingest report. Raises `FhirError` when the document is not a
     Bundle or Patient, the Bundle type is not screened, or the Patient cannot be chosen.
@@ -596,7 +620,7 @@ def bundle_to_patient(bundle: dict, *, patient_id: str | None = None) -> IngestR
     entries = _entries(bundle)
     target = _select_patient(entries, patient_id)
     patients = sum(r.get("resourceType") == "Patient" for _, r in entries)
-    ctx = _Context(entries, target, single=patients == 1)
+    ctx = _Context(entries, target, single=patients == 1, observation_codes=observation_codes)
     data: dict = _patient_fields(*target) | {bucket: [] for bucket in _BUCKETS}
     seen: set[str] = set()
     for n, (full_url, res) in enumerate(entries):

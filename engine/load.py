@@ -37,10 +37,12 @@ class LoadedPatient:
     notes: list = field(default_factory=list)  # FHIR ingestion report
 
 
-def patient_from_document(doc: dict, origin: str = "<input>", *, strict_fhir: bool = False) -> LoadedPatient:
+def patient_from_document(doc: dict, origin: str = "<input>", *, strict_fhir: bool = False,
+                          observation_codes: frozenset[str] | None = None) -> LoadedPatient:
     """Parse one document; raises FhirError or pydantic ValidationError on bad input.
 
-    With `strict_fhir`, a FHIR document must also pass full R4 validation (`fhir_validate`).
+    With `strict_fhir`, a FHIR document must also pass full R4 validation (`fhir_validate`);
+    `observation_codes` is passed to `bundle_to_patient`.
     """
     if looks_like_fhir(doc) and strict_fhir:
         problems = strict_problems(doc)
@@ -48,22 +50,24 @@ def patient_from_document(doc: dict, origin: str = "<input>", *, strict_fhir: bo
             shown = "; ".join(f"{p['pointer']}: {p['message']}" for p in problems[:5])
             raise FhirError(f"not valid FHIR R4 ({len(problems)} problem(s)): {shown}")
     if looks_like_fhir(doc):
-        ingested = bundle_to_patient(doc)
+        ingested = bundle_to_patient(doc, observation_codes=observation_codes)
         return LoadedPatient(ingested.patient, origin, list(ingested.report))
     return LoadedPatient(Patient.model_validate(doc), origin)
 
 
-def iter_patients(path: Path, *, strict_fhir: bool = False) -> Iterator[LoadedPatient]:
+def iter_patients(path: Path, *, strict_fhir: bool = False,
+                  observation_codes: frozenset[str] | None = None) -> Iterator[LoadedPatient]:
     """Every patient in a file, an NDJSON file or a folder of files, one at a time."""
+    options = {"strict_fhir": strict_fhir, "observation_codes": observation_codes}
     if path.is_dir():
         for child in sorted(p for p in path.iterdir() if p.suffix in PATIENT_SUFFIXES):
-            yield from iter_patients(child, strict_fhir=strict_fhir)
+            yield from iter_patients(child, **options)
         return
     if path.suffix in (".ndjson", ".jsonl"):
         with path.open(encoding="utf-8") as lines:
             for number, line in enumerate(lines, 1):
                 if line.strip():
-                    yield patient_from_document(parse_json(line), f"{path.name}:{number}", strict_fhir=strict_fhir)
+                    yield patient_from_document(parse_json(line), f"{path.name}:{number}", **options)
         return
     doc = parse_json(path.read_bytes())
-    yield patient_from_document(doc, path.name, strict_fhir=strict_fhir)
+    yield patient_from_document(doc, path.name, **options)

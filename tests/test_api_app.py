@@ -328,3 +328,19 @@ def test_a_large_bundle_is_screened_off_the_event_loop_with_the_same_answer(clie
     monkeypatch.setattr(screen_route, "INLINE_MAX_BYTES", 10)
     pooled = client.post("/v1/screen", json=body).json()
     assert pooled["trials"] == inline["trials"] and pooled["trials"][0]["verdict"] == "eligible"
+
+
+def test_a_bundle_is_read_only_as_far_as_the_loaded_trials_read_it(client):
+    """Observations no loaded trial reads are counted in the ingest notes, and change nothing."""
+    bundle = json.loads((ROOT / "examples" / "aclf_hbv_eligible.fhir.json").read_text())
+    patient_ref = {"reference": bundle["entry"][0]["fullUrl"]}
+    weight = {"resourceType": "Observation", "id": "w1", "status": "final", "subject": patient_ref,
+              "code": {"coding": [{"system": "http://loinc.org", "code": "29463-7"}]},
+              "effectiveDateTime": "2026-10-20", "valueQuantity": {"value": 61, "unit": "kg"}}
+    before = client.post("/v1/screen", json={"patient": bundle, "as_of": "2026-11-01"}).json()
+    bundle["entry"].append({"fullUrl": "urn:uuid:w1", "resource": weight})
+    after = client.post("/v1/screen", json={"patient": bundle, "as_of": "2026-11-01"}).json()
+    assert after["trials"] == before["trials"]
+    unread = "Observation ×{} skipped: its codes are read by no loaded trial"
+    n = next(int(line.split("×")[1].split()[0]) for line in before["ingest_notes"] if "no loaded trial" in line)
+    assert unread.format(n) in before["ingest_notes"] and unread.format(n + 1) in after["ingest_notes"]

@@ -397,6 +397,55 @@ def test_research_subject_becomes_a_trial_participation():
     assert (t2.study, t2.status) == ("ChiCTR-local-1", "off-study")
 
 
+# ---------------------------------------------------------------- reading only what the rules read
+
+BP = {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure panel"}]}
+SYSTOLIC = {"coding": [{"system": "http://loinc.org", "code": "8480-6", "display": "Systolic blood pressure"}]}
+
+
+def test_observations_no_trial_reads_are_counted_not_read():
+    wanted = frozenset({"6301-6"})
+    inr = obs("o1", valueQuantity={"value": 1.8, "unit": "{INR}"})
+    bp = obs("o2", code=BP, component=[{"code": SYSTOLIC, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}])
+    weight = obs("o3", code={"coding": [{"system": "http://loinc.org", "code": "29463-7"}]}, status="entered-in-error")
+    result = ingest(inr, bp, weight, observation_codes=wanted)
+    assert [o.id for o in result.patient.observations] == ["Observation/o1"]
+    assert "Observation ×2 skipped: its codes are read by no loaded trial" in lines(result)
+
+
+def test_a_component_a_trial_reads_is_kept_without_its_panel():
+    panel = obs("o1", code=BP, component=[{"code": LOINC_INR, "valueQuantity": {"value": 1.8, "unit": "{INR}"}},
+                                          {"code": SYSTOLIC, "valueQuantity": {"value": 120, "unit": "mm[Hg]"}}])
+    result = ingest(panel, observation_codes=frozenset({"6301-6"}))
+    assert [(o.id, o.value.value) for o in result.patient.observations] == [("Observation/o1#0", 1.8)]
+
+
+def test_malformed_codes_are_not_read_and_do_not_crash_the_filter():
+    odd = obs("o1", code={"coding": [{"code": {"not": "a string"}}, {"code": ["6301-6"]}, "junk"]})
+    assert ingest(odd, observation_codes=frozenset({"6301-6"})).patient.observations == []
+
+
+def _fhir_documents() -> list[Path]:
+    samples = sorted(SAMPLES.glob("*.json")) if SAMPLES.is_dir() else []
+    return sorted(EXAMPLES.glob("*.fhir.json")) + samples
+
+
+@pytest.mark.parametrize("path", _fhir_documents(), ids=lambda p: p.name[:30])
+def test_reading_only_what_the_rules_read_changes_no_screening(path):
+    """The filter's promise: every result, explanation and missing datum is the same."""
+    from engine import screen
+    from engine.facts import observation_codes
+    from engine.rules import load_rules
+
+    trials = list(load_rules(ROOT / "rules").trials.values())
+    doc = json.loads(path.read_text())
+    whole = bundle_to_patient(doc).patient
+    read = bundle_to_patient(doc, observation_codes=observation_codes(trials)).patient
+    assert len(read.observations) <= len(whole.observations)
+    for as_of in ("2021-06-01", "2026-11-01"):
+        assert screen(read, trials, as_of).model_dump() == screen(whole, trials, as_of).model_dump()
+
+
 # ---------------------------------------------------------------- report and robustness
 
 
@@ -588,7 +637,7 @@ _BUNDLE = st.fixed_dictionaries({"resourceType": st.just("Bundle")},
        patient_id=st.none() | _SCALARS.filter(lambda v: isinstance(v, str)))
 def test_arbitrary_input_raises_only_fhir_or_validation_errors(doc, patient_id):
     try:
-        result = bundle_to_patient(doc, patient_id=patient_id)
+        result = bundle_to_patient(doc, patient_id=patient_id, observation_codes=frozenset({"6301-6", "1975-2"}))
     except (FhirError, ValidationError):
         return
     assert isinstance(result.patient, Patient)

@@ -83,7 +83,7 @@ async def _patient_bundle(body: CdsRequest, settings: Settings, rules: Snapshot)
 
 def _screen(bundle: dict, patient_id: str, as_of, rules: Snapshot):
     try:
-        ingested = bundle_to_patient(bundle, patient_id=patient_id)
+        ingested = bundle_to_patient(bundle, patient_id=patient_id, observation_codes=rules.observation_codes)
     except FhirError as exc:
         raise Problem(412, "data-unavailable", f"The data does not hold the context's patient: {exc}") from None
     return screen_patient(rules, ingested.patient, ingested.lines(), as_of, list(rules.trials.values()))

@@ -52,7 +52,7 @@ async def screen(request: Request, body: ScreenRequest, rules: RulesDep) -> Resp
 
 def _screen(body: ScreenRequest, rules: Snapshot) -> Response:
     trials = select_trials(rules, body.trial_ids)
-    patient, notes = read_patient(body.patient, body.patient_id)
+    patient, notes = read_patient(body.patient, body.patient_id, observation_codes=rules.observation_codes)
     result = screen_patient(rules, patient, notes, body.as_of, trials, body.explain)
     return Response(result.model_dump_json(), media_type="application/json")
 
@@ -62,7 +62,7 @@ def _screen_line(rules: Snapshot, trials, as_of: date | None, instance: str, num
     """One NDJSON line → one output line; bad input becomes an error line, never an exception."""
     try:
         document = _DOCUMENT.validate_python(strict_json.loads(line))
-        patient, notes = read_patient(document, pointer="")
+        patient, notes = read_patient(document, pointer="", observation_codes=rules.observation_codes)
         out = BatchLine(line=number, result=screen_patient(rules, patient, notes, as_of, trials, explain))
         return out.model_dump_json().encode("utf-8") + b"\n"
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
