@@ -10,6 +10,10 @@ unchanged, since a stale rule would be a wrong screening:
 - the entry lists every library the trial imported with the hash of its text, and each is
   re-read and compared before the entry is trusted.
 
+An entry holds the checked trial and the parts the compiler built from it (their constants are
+nodes of that same trial, pickled together), and the bytecode of each part's source, which
+the compiler compiles once per shape per process (`compiler.shape_code`).
+
 Anything unreadable, corrupt or from another engine is a miss, never an error. Entries are
 pickles, so the directory must be writable only by the service's own user (it is created 0700).
 """
@@ -18,13 +22,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import marshal
 import os
 import pickle
 import sys
 from pathlib import Path
 
-from .compiler import CompiledTrial, compile_checked
+from .compiler import CompiledTrial, compile_checked, remember_shape, shape_bytecode
 from .diagnostics import Diagnostic
 from .source import Source
 
@@ -62,16 +65,18 @@ class CompileCache:
             entry = pickle.loads(self._entry_path(source).read_bytes())
             if any(self._library_hash(path) != digest for path, digest in entry["libraries"]):
                 return None
-            code = marshal.loads(entry["code"])
-            return compile_checked(entry["checked"], (entry["python_source"], code)), entry["warnings"]
+            for shape, code in entry["codes"]:
+                remember_shape(shape, code)  # its bytecode, unless this process compiled it already
+            return compile_checked(entry["checked"], entry["parts"]), entry["warnings"]
         except Exception:  # noqa: BLE001 — a cache must never stop rules from loading
             return None
 
     def put(self, source: Source, compiled: CompiledTrial, warnings: list[Diagnostic]) -> None:
         """Store an entry; a cache that cannot be written is simply not used."""
         libraries = [(os.path.abspath(s.name), _sha(s.text)) for s in compiled.checked.sources[1:]]
-        entry = {"libraries": libraries, "checked": compiled.checked, "python_source": compiled.python_source,
-                 "code": marshal.dumps(compiled.code), "warnings": warnings}
+        sources = dict.fromkeys(source for _name, source, _consts in compiled.parts)
+        entry = {"libraries": libraries, "checked": compiled.checked, "parts": compiled.parts,
+                 "codes": [(s, shape_bytecode(s)) for s in sources], "warnings": warnings}
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             target = self._entry_path(source)

@@ -1,26 +1,36 @@
 """Compiler: `ir.CheckedTrial` → Python source → a `CompiledTrial` of plain callables.
 
-Stage: last before evaluation. The generated module is built from the checked tree only: its
-identifiers are made from node numbers and IR class names, and every constant (thresholds,
-code sets, texts) is passed in as an IR node object bound to `N<nid>`, never spliced into the
-source, so no criteria text can inject code. The module imports nothing; it calls the leaf
-evaluators of `runtime.py` bound as `L_<Class>`.
+Stage: last before evaluation. Each criterion's body and `applies when` condition becomes one
+Python function, built from the checked tree only: its identifiers are local names (`v0`, `v1`,
+… for values, `K0`, `K1`, … for constants) and IR class names, and every constant (thresholds,
+code sets, texts: the IR node objects themselves, and the child ids a trace records) is bound
+to a `K<i>` global of that function, never spliced into the source, so no criteria text can
+inject code. The functions import nothing and have no builtins; they call the leaf evaluators
+of `runtime.py` bound as `L_<Class>`.
+
+Because names are local and constants are bound, a function's source depends only on its
+*shape* (leaf kinds and connective structure), so `compile()` runs once per shape per process
+(`_SHAPES`): a rule set of many trials with single lab tests, age ranges and `has` criteria
+compiles each of those shapes once. `compile()` was the largest single cost of a cold load.
 
 `and`/`or` short-circuit like Kleene logic allows (false ends an `and`, true ends an `or`)
 unless a trace is being recorded, when every child is evaluated so the explanation can show
-them all. Alongside each criterion function the compiler emits `statuses(f)` and `verdict(f)`
-so the hot path makes one Python call per patient.
+them all. Alongside the criterion functions the compiler emits `statuses(f)` and `verdict(f)`
+(whose source depends only on the criteria's kinds, `applies when`s and manual ones) so the
+hot path makes one Python call per patient. `CompiledTrial.python_source` shows all of it as
+one readable module, with the nodes each function's constants are.
 
 >>> from engine import compile_text
 >>> trial = compile_text('trial T1 { }  inclusion I1 "Adults": age >= 18 years')
->>> print(trial.python_source.splitlines()[0])
+>>> print(trial.python_source.splitlines()[1])
 def crit_0(f, tr):
 """
 
 from __future__ import annotations
 
+import marshal
 from dataclasses import dataclass, field
-from types import CodeType
+from types import CodeType, FunctionType
 
 from . import ir, runtime
 from .facts import PatientFacts
@@ -86,11 +96,55 @@ class _Emitter:
         self.line(depth + 1, f"record_branch(tr, N{node.nid}, {var}, ({kids},))")
 
 
-def _function(em: _Emitter, name: str, node: ir.IR) -> None:
-    em.line(0, f"def {name}(f, tr):")
+@dataclass
+class _ShapeEmitter(_Emitter):
+    """Emits with names local to one function, so its source depends only on its shape."""
+
+    consts: list = field(default_factory=list)
+    nvars: int = 0
+
+    def const(self, value) -> str:
+        self.consts.append(value)
+        return f"K{len(self.consts) - 1}"
+
+    def emit(self, node: ir.IR, depth: int) -> str:
+        var = f"v{self.nvars}"
+        self.nvars += 1
+        method = getattr(self, f"emit_{type(node).__name__}", None)
+        if method is None:
+            self.line(depth, f"{var} = L_{type(node).__name__}(f, {self.const(node)}, tr)")
+        else:
+            method(node, var, depth)
+        return var
+
+    def _record(self, node, var: str, depth: int) -> None:
+        if not self.traced:
+            return
+        kids = tuple(c.nid for c in ir.children(node))
+        self.line(depth, "if tr is not None:")
+        self.line(depth + 1, f"record_branch(tr, {self.const(node)}, {var}, {self.const(kids)})")
+
+
+# A part of a compiled trial: (name, source, constants). `source` defines `make(...)`, which takes
+# the constants and returns the functions (closures over them): `fn` for a criterion body or
+# condition (constants `K0`, `K1`, …), or `statuses` and `verdict` for the trial (constants: the
+# names of the `crit_<i>`/`when_<i>` functions they call). Constants are closure cells, not
+# globals, so one code object serves every trial whose function has its shape: all functions
+# share one globals dict (`_GLOBALS`), which keeps CPython's global-lookup caches monomorphic.
+Part = tuple[str, str, tuple]
+
+
+def _factory(params, body: list[str], returns: str) -> str:
+    head = f"def make({', '.join(params)}):"
+    return "\n".join([head, *("    " + line for line in body), f"    return {returns}"])
+
+
+def _expression_part(name: str, node: ir.IR) -> Part:
+    em = _ShapeEmitter()
+    em.line(0, "def fn(f, tr):")
     var = em.emit(node, 1)
     em.line(1, f"return {var}")
-    em.line(0, "")
+    return name, _factory([f"K{i}" for i in range(len(em.consts))], em.lines, "fn"), tuple(em.consts)
 
 
 def _emit_statuses(em: _Emitter, criteria) -> None:
@@ -135,20 +189,85 @@ def _emit_verdict(em: _Emitter, criteria) -> None:
         em.line(depth, "if s is None:")
         em.line(depth + 1, "unknown = True")
     em.line(1, "return 'possibly_eligible' if unknown else 'eligible'")
-    em.line(0, "")
+
+
+def plan(trial: ir.CheckedTrial) -> tuple[Part, ...]:
+    """The parts of a trial's evaluators: one per criterion body and condition, then the trial's."""
+    parts = []
+    for i, c in enumerate(trial.criteria):
+        if c.body is not None:
+            parts.append(_expression_part(f"crit_{i}", c.body))
+        if c.when is not None:
+            parts.append(_expression_part(f"when_{i}", c.when))
+    em = _Emitter()
+    _emit_statuses(em, trial.criteria)
+    _emit_verdict(em, trial.criteria)
+    called = tuple(name for name, _source, _consts in parts)
+    parts.append(("trial", _factory(called, em.lines, "statuses, verdict"), called))
+    return tuple(parts)
 
 
 def generate(trial: ir.CheckedTrial) -> str:
-    """The Python source of a trial's evaluators (its constants are `_node_names(trial)`)."""
-    em = _Emitter()
-    for i, c in enumerate(trial.criteria):
-        if c.body is not None:
-            _function(em, f"crit_{i}", c.body)
-        if c.when is not None:
-            _function(em, f"when_{i}", c.when)
-    _emit_statuses(em, trial.criteria)
-    _emit_verdict(em, trial.criteria)
-    return "\n".join(em.lines)
+    """The Python source of a trial's evaluators, readable as one module (see `_readable`)."""
+    return _readable(plan(trial))
+
+
+def _readable(parts: tuple[Part, ...]) -> str:
+    """The parts as one module: each function under its own name, with what its constants are."""
+    out = []
+    for name, source, consts in parts:
+        body = [line[4:] for line in source.splitlines()[1:-1]]  # the functions `make` returns
+        if name != "trial":
+            legend = ", ".join(f"K{i} = {_describe_const(c)}" for i, c in enumerate(consts))
+            out.append(f"# {name}: {legend}")
+            body[0] = body[0].replace("def fn(", f"def {name}(", 1)
+        out.extend(body)
+        out.append("")
+    return "\n".join(out)
+
+
+def _describe_const(value) -> str:
+    if isinstance(value, tuple):  # the child ids a trace records
+        return "children (" + ", ".join(str(int(n)) for n in value) + ")"
+    return f"node {int(value.nid)} {type(value).__name__}"
+
+
+# Shape source → its `make` function, for every trial of the process (see module doc).
+_SHAPES: dict[str, FunctionType] = {}
+_MAX_SHAPES = 50_000  # a server reloading edited rules for months must not grow without end
+_GLOBALS: dict = {"__builtins__": {}, "record_branch": runtime.record_branch,
+                  **{f"L_{cls.__name__}": fn for cls, fn in runtime.LEAF_EVALUATORS.items()}}
+
+
+def _shape(source: str) -> FunctionType:
+    """The `make` function of a part's source, compiled once per process."""
+    make = _SHAPES.get(source)
+    if make is None:
+        if len(_SHAPES) >= _MAX_SHAPES:
+            _SHAPES.clear()
+        module = compile(source, "<elig>", "exec")
+        code = next(c for c in module.co_consts if isinstance(c, CodeType))
+        make = _SHAPES[source] = FunctionType(code, _GLOBALS)
+    return make
+
+
+def shape_bytecode(source: str) -> bytes:
+    """The `marshal`led bytecode of a part's source, for the compile cache."""
+    return marshal.dumps(_shape(source).__code__)
+
+
+def remember_shape(source: str, bytecode: bytes) -> None:
+    """Reuse bytecode from the compile cache (`shape_bytecode`) for `source` instead of compiling it."""
+    if source not in _SHAPES and len(_SHAPES) < _MAX_SHAPES:
+        code = marshal.loads(bytecode)
+        if not isinstance(code, CodeType) or code.co_name != "make":
+            raise ValueError("not the bytecode of a compiled part")
+        _SHAPES[source] = FunctionType(code, _GLOBALS)
+
+
+def clear_shape_memo() -> None:
+    """Forget every compiled shape (benchmarks of a rule set with no shape in common)."""
+    _SHAPES.clear()
 
 
 @dataclass
@@ -156,16 +275,20 @@ class CompiledTrial:
     """A trial ready to evaluate: `verdict(facts)`, `statuses(facts)`, and per-criterion traces."""
 
     checked: ir.CheckedTrial
-    python_source: str
     verdict: object  # (PatientFacts) -> str
     statuses: object  # (PatientFacts) -> list[str]
     bodies: tuple  # per criterion: (PatientFacts, trace) -> Tri, or None when manual
     whens: tuple
-    code: CodeType | None = None  # the compiled module, kept for the compile cache
+    parts: tuple[Part, ...] = ()  # what it was built from, kept for the compile cache
 
     @property
     def trial_id(self) -> str:
         return self.checked.trial_id
+
+    @property
+    def python_source(self) -> str:
+        """The generated code as one readable module (constants are named, never spliced in)."""
+        return _readable(self.parts)
 
     def trace(self, facts: PatientFacts) -> tuple[list, dict]:
         """Evaluate every criterion recording evidence: (per-criterion (when, body) values, trace)."""
@@ -178,23 +301,16 @@ class CompiledTrial:
         return values, trace
 
 
-def compile_checked(trial: ir.CheckedTrial, prebuilt: tuple[str, CodeType] | None = None) -> CompiledTrial:
-    """Generate and compile the trial's module, or reuse `prebuilt` (source, code) from the cache."""
-    if prebuilt is None:
-        source = generate(trial)
-        code = compile(source, f"<elig:{trial.source.name}>", "exec")
-    else:
-        source, code = prebuilt
-    namespace: dict = {"__builtins__": {}, "record_branch": runtime.record_branch, **_node_names(trial)}
-    namespace.update({f"L_{cls.__name__}": fn for cls, fn in runtime.LEAF_EVALUATORS.items()})
-    exec(code, namespace)  # noqa: S102 — source built from the checked tree only (see module doc)
+def compile_checked(trial: ir.CheckedTrial, prebuilt: tuple[Part, ...] | None = None) -> CompiledTrial:
+    """Build the trial's functions from its parts (`plan(trial)`, or `prebuilt` from the cache)."""
+    parts = plan(trial) if prebuilt is None else prebuilt
+    functions: dict = {}
+    for name, source, consts in parts:
+        if name == "trial":
+            statuses, verdict = _shape(source)(*(functions[n] for n in consts))
+        else:
+            functions[name] = _shape(source)(*consts)
     n = len(trial.criteria)
-    bodies = tuple(namespace.get(f"crit_{i}") for i in range(n))
-    whens = tuple(namespace.get(f"when_{i}") for i in range(n))
-    return CompiledTrial(trial, source, namespace["verdict"], namespace["statuses"], bodies, whens, code)
-
-
-def _node_names(trial: ir.CheckedTrial) -> dict[str, ir.IR]:
-    """`N<nid>` → node: the constants the generated code refers to."""
-    roots = [r for c in trial.criteria for r in (c.body, c.when) if r is not None]
-    return {f"N{node.nid}": node for root in roots for node in ir.walk(root)}
+    bodies = tuple(functions.get(f"crit_{i}") for i in range(n))
+    whens = tuple(functions.get(f"when_{i}") for i in range(n))
+    return CompiledTrial(trial, verdict, statuses, bodies, whens, parts)

@@ -64,3 +64,37 @@ def test_an_unwritable_cache_is_simply_not_used(rules_copy, tmp_path):
     blocker.write_text("x")
     assert len(load_rules(rules_copy, blocker / "cache").trials) == 5
     assert CompileCache(blocker / "cache").directory == blocker / "cache"
+
+
+def test_an_entry_of_an_earlier_format_is_a_clean_miss(rules_copy, tmp_path):
+    """Entries written before per-shape compilation held one marshalled module and its source."""
+    import pickle
+    from engine.source import Source
+    cache = CompileCache(tmp_path / "cache")
+    cold = load_rules(rules_copy, tmp_path / "cache")
+    for path in sorted((rules_copy / "trials").glob("*.elig")):
+        from engine.rules import display_name
+        source = Source.from_path(path, display_name(path))
+        target = cache._entry_path(source)
+        entry = pickle.loads(target.read_bytes())
+        old = {"libraries": entry["libraries"], "checked": entry["checked"], "python_source": "def verdict(f): pass",
+               "code": b"\x00", "warnings": entry["warnings"]}
+        target.write_bytes(pickle.dumps(old))
+        assert cache.get(source) is None
+    again = load_rules(rules_copy, tmp_path / "cache")
+    assert _statuses(again) == _statuses(cold)
+    assert [d.render() for d in again.diagnostics] == [d.render() for d in cold.diagnostics]
+
+
+def test_a_warm_load_in_a_fresh_process_uses_the_stored_bytecode(rules_copy, tmp_path, monkeypatch):
+    """A restart has no compiled shapes yet: a hit must load them from the entry, not compile."""
+    from engine import compiler
+    cold = load_rules(rules_copy, tmp_path / "cache")
+    compiler.clear_shape_memo()
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("a cached shape was compiled again")
+    monkeypatch.setitem(compiler.__dict__, "compile", no_compile)
+    warm = load_rules(rules_copy, tmp_path / "cache")
+    assert _statuses(warm) == _statuses(cold)
+    assert {t: c.python_source for t, c in warm.trials.items()} == {t: c.python_source for t, c in cold.trials.items()}
