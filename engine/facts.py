@@ -14,6 +14,7 @@ the record once. Everything here answers the safety rules of the product:
 from __future__ import annotations
 
 import calendar
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -142,18 +143,37 @@ class PatientFacts:
         key = ("records", codes)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = [r for r in self._candidates(codes) if _matches(r, codes)]
+            candidates = self._candidates(codes.kind, codes.systemic)
+            if codes.kind == "trials":
+                found = [r for r, _ in candidates]
+            else:
+                matches = code_set_matcher(codes)
+                found = [r for r, coded in candidates if matches(coded)]
+            self._cache[key] = found
         return found
 
-    def _candidates(self, codes: CodeSetInfo) -> list:
+    def _candidates(self, kind: str, systemic: bool) -> list[tuple[object, tuple[tuple[str, str], ...]]]:
+        """(record, its (system, code) pairs) for the records of a kind that can count at all.
+
+        Shared by every code set of that kind, so each record's codes are read once.
+        """
+        key = ("candidates", kind, systemic)
+        found = self._cache.get(key)
+        if found is None:
+            records = self._collect_candidates(kind, systemic)
+            found = [(r, tuple((c.system, c.code) for c in getattr(r, "codes", ()))) for r in records]
+            self._cache[key] = found
+        return found
+
+    def _collect_candidates(self, kind: str, systemic: bool) -> list:
         p = self.patient
-        if codes.kind == "trials":
+        if kind == "trials":
             return [t for t in p.trials if t.status in PARTICIPATING]
-        if codes.kind == "conditions":
+        if kind == "conditions":
             return [c for c in p.conditions if c.verification_status not in ("refuted", "entered-in-error")]
-        if codes.kind == "medications":
+        if kind == "medications":
             meds = [m for m in p.medications if m.status not in VOID_STATUS]
-            return [m for m in meds if not (codes.systemic and _is_local_route(m))]
+            return [m for m in meds if not (systemic and _is_local_route(m))]
         return [pr for pr in p.procedures if pr.status not in VOID_STATUS]
 
     # ---- facts ----------------------------------------------------------------------------
@@ -271,10 +291,34 @@ def _factor(unit: str | None, analyte: AnalyteInfo) -> float:
     return units.conversion_factor(unit, target, molar_mass=analyte.molar_mass, valence=analyte.valence)
 
 
-def _matches(record, codes: CodeSetInfo) -> bool:
-    if codes.kind == "trials":
-        return True
-    return any(_code_matches(c.system, c.code, codes) for c in record.codes)
+_MATCHERS: dict[CodeSetInfo, Callable[[tuple[tuple[str, str], ...]], bool]] = {}
+_MEMO_LIMIT = 100_000  # answers remembered per code set; a bound, not a tuning knob
+
+
+def code_set_matcher(codes: CodeSetInfo) -> Callable[[tuple[tuple[str, str], ...]], bool]:
+    """Whether a record's `((system, code), …)` falls in the code set, remembered across patients.
+
+    Matching walks ICD and ATC prefixes and ranges code by code; the same codes recur from
+    record to record, and screening one patient asks ~20 code sets about each record (two
+    thirds of a five-trial screening before this memo). Code sets are compile-time constants,
+    so an answer never goes stale; the memo is bounded and merely restarts when full.
+    """
+    matcher = _MATCHERS.get(codes)
+    if matcher is None:
+        memo: dict[tuple[tuple[str, str], ...], bool] = {}
+
+        def matcher(coded: tuple[tuple[str, str], ...]) -> bool:
+            hit = memo.get(coded)
+            if hit is None:
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                hit = memo[coded] = any(_code_matches(system, code, codes) for system, code in coded)
+            return hit
+
+        if len(_MATCHERS) >= 10_000:
+            _MATCHERS.clear()
+        _MATCHERS[codes] = matcher
+    return matcher
 
 
 def _code_matches(system: str, code: str, codes: CodeSetInfo) -> bool:

@@ -10,7 +10,7 @@ import pytest
 
 from engine import ir
 from engine.explain import explain_trial
-from engine.facts import PatientFacts, _matches
+from engine.facts import PatientFacts, code_set_matcher
 from engine.flat import FlatFacts, flat_keys
 from engine.patient import Patient
 from engine.rules import load_rules
@@ -125,6 +125,10 @@ def random_patient(rng: random.Random, n: int) -> tuple[dict, Patient]:
                 continue
             records.append((codes.kind, item, days))
     patient = Patient.model_validate(doc)
+
+    def _matches(record, codes) -> bool:
+        return codes.kind == "trials" or code_set_matcher(codes)(tuple((c.system, c.code) for c in record.codes))
+
     kinds = {"conditions": patient.conditions, "medications": patient.medications, "trials": patient.trials}
     for name, codes in CODE_SETS.items():
         matching = [days for kind, item, days in records if kind == codes.kind

@@ -314,3 +314,40 @@ def test_pt_prolonged_against_the_reference_range():
     assert status("pt > uln + 3 s", pt(17.5, 14)) == "met"
     assert status("pt > uln + 3 s", pt(17.0, 14)) == "not_met"
     assert status("pt > uln + 3 s", pt(17.5, None)) == "unknown"
+
+
+# ---- code sets: the cross-patient memo answers as matching does ---------------------------------
+
+from unittest import mock  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from engine import facts as facts_module  # noqa: E402
+from engine.ir import CodeSetInfo  # noqa: E402
+
+_SYSTEMS = st.sampled_from(["icd10", "icd10cm", "atc", "snomed"])
+_CODES = st.text(alphabet="ABCDHK0123456789.", min_size=1, max_size=7)
+
+
+@settings(max_examples=150, deadline=None)
+@given(exact=st.frozensets(st.tuples(_SYSTEMS, _CODES), max_size=4),
+       prefixes=st.frozensets(st.tuples(_SYSTEMS, _CODES), max_size=4),
+       ranges=st.lists(st.tuples(_SYSTEMS, _CODES, _CODES), max_size=2),
+       records=st.lists(st.lists(st.tuples(_SYSTEMS, _CODES), min_size=1, max_size=3), min_size=1, max_size=8))
+def test_code_set_memo_agrees_with_matching_every_time(exact, prefixes, ranges, records):
+    """Asked twice, and after the memo restarts, the memo gives the uncached answer."""
+    codes = CodeSetInfo("cs", "code set", "conditions", exact=exact, prefixes=prefixes, ranges=tuple(ranges))
+    with mock.patch.object(facts_module, "_MEMO_LIMIT", 3):
+        matcher = facts_module.code_set_matcher(codes)
+        for coded in [tuple(r) for r in records] * 2:
+            assert matcher(coded) == any(facts_module._code_matches(s, c, codes) for s, c in coded)
+
+
+def test_equal_code_sets_from_two_trials_share_one_memo_and_different_ones_do_not():
+    a = CodeSetInfo("hbv", "HBV", "conditions", exact=frozenset({("icd10", "B18.1")}))
+    same = CodeSetInfo("hbv", "HBV", "conditions", exact=frozenset({("icd10", "B18.1")}))
+    edited = CodeSetInfo("hbv", "HBV", "conditions", exact=frozenset({("icd10", "B18.0")}))
+    assert facts_module.code_set_matcher(a) is facts_module.code_set_matcher(same)
+    assert facts_module.code_set_matcher(edited)((("icd10", "B18.0"),))
+    assert not facts_module.code_set_matcher(a)((("icd10", "B18.0"),))
