@@ -15,6 +15,7 @@ Every problem goes to a `DiagnosticSink`; nothing here raises until `check` has 
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import hashlib
 import itertools
@@ -134,11 +135,41 @@ class _Checker:
         self.import_sinks.append(lib_sink)
         for nested in lib_module.of_type(ast.Import):
             self._import_nested(nested, lib_source, seen)
+        for item, symbol, diagnostics, bad_unit in self._library_declarations(lib_source, lib_module):
+            if item is not None and self._is_duplicate(item, lib_sink):
+                continue
+            lib_sink.items.extend(diagnostics)
+            if symbol is not None:
+                self.scope.symbols[item.name] = symbol
+                if bad_unit:
+                    self.bad_unit_analytes.add(item.name)
+
+    def _library_declarations(self, lib_source: Source, lib_module: ast.Module) -> list[_Declaration]:
+        """What declaring each item of a library gives, worked out once per library and resolver.
+
+        Declaring an item depends on the current scope only through the duplicate-name check,
+        which `_import` makes itself; the rest (LOINC check digits, units, code sets, built-in
+        names) depends on the item alone. A resolver that offers a `declarations` dict keeps the
+        result, so a rule set's trials share one symbol table per library instead of each
+        re-declaring every symbol.
+        """
+        store = getattr(self.resolve_import, "declarations", None)
+        key = id(lib_module)
+        if store is not None and key in store and store[key][0] is lib_module:
+            return store[key][1]
+        found: list[_Declaration] = []
         for lib_item in lib_module.items:
+            sink = DiagnosticSink(lib_source)
             if isinstance(lib_item, (ast.Criterion, ast.TrialMeta)):
-                lib_sink.error("library_has_criteria", "a library file holds definitions only", lib_item.span,
-                               hint="move trials and criteria into a file under rules/trials")
-            self._declare(lib_item, lib_source, lib_sink)
+                sink.error("library_has_criteria", "a library file holds definitions only", lib_item.span,
+                           hint="move trials and criteria into a file under rules/trials")
+                found.append((None, None, tuple(sink.items), False))
+            elif type(lib_item) in _DECLARED_KINDS:
+                symbol, bad_unit = _new_symbol(lib_item, lib_source, sink)
+                found.append((lib_item, symbol, tuple(sink.items), bad_unit))
+        if store is not None:
+            store[key] = (lib_module, found)
+        return found
 
     def _import_nested(self, item: ast.Import, from_source: Source, seen: set[str]) -> None:
         saved = self.source
@@ -149,40 +180,20 @@ class _Checker:
             self.source = saved
 
     def _declare(self, item, source: Source, sink: DiagnosticSink) -> None:
-        kinds = {ast.Analyte: "analyte", ast.CodeSet: "code_set", ast.Define: "define", ast.FactDecl: "fact"}
-        kind = kinds.get(type(item))
-        if kind is None:
+        if type(item) not in _DECLARED_KINDS or self._is_duplicate(item, sink):
             return
+        symbol, bad_unit = _new_symbol(item, source, sink)
+        if symbol is not None:
+            self.scope.symbols[item.name] = symbol
+            if bad_unit:
+                self.bad_unit_analytes.add(item.name)  # its comparisons would only repeat its error
+
+    def _is_duplicate(self, item, sink: DiagnosticSink) -> bool:
         previous = self.scope.symbols.get(item.name)
         if previous is not None:
             sink.error("duplicate_definition", f"{item.name!r} is already defined", item.span,
                        details=(f"first defined in {previous.source.name}:{previous.node.span.line}",))
-            return
-        if item.name in _builtin_names():
-            sink.error("duplicate_definition", f"{item.name!r} is a built-in name", item.span)
-            return
-        info = None
-        if kind == "analyte":
-            info = self._analyte_info(item, sink)
-        elif kind == "code_set":
-            info = _code_set_info(item, sink)
-        self.scope.symbols[item.name] = Symbol(kind, item, source, info)
-
-    def _analyte_info(self, node: ast.Analyte, sink: DiagnosticSink) -> ir.AnalyteInfo:
-        for code, span in zip(node.loinc, node.code_spans):
-            if not _loinc_check_digit_ok(code):
-                sink.error("bad_code", f"LOINC code {code!r} fails its check digit", span,
-                           hint="a LOINC code is digits, a dash and a mod-10 check digit; check it against LOINC")
-        unit = node.unit
-        if node.kind == "quantitative" and unit is not None:
-            try:
-                unit = units.normalise_unit(unit)
-                units.dimension(unit)
-            except units.UnitError as exc:
-                sink.error("unknown_unit", str(exc), node.span)
-                self.bad_unit_analytes.add(node.name)  # its comparisons would only repeat this error
-        return ir.AnalyteInfo(node.name, node.title, node.kind, node.loinc,
-                              unit if node.kind == "quantitative" else None, node.molar_mass, node.valence)
+        return previous is not None
 
     # ---- pass 2: trial metadata -------------------------------------------------------------
 
@@ -513,6 +524,44 @@ class _Checker:
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+_DECLARED_KINDS = {ast.Analyte: "analyte", ast.CodeSet: "code_set", ast.Define: "define", ast.FactDecl: "fact"}
+
+# A library item as declared: (item, its symbol, its diagnostics, whether its unit is unknown); the
+# item is None for a criterion or trial block, which a library must not hold (only diagnostics).
+_Declaration = tuple
+
+
+def _new_symbol(item, source: Source, sink: DiagnosticSink) -> tuple[Symbol | None, bool]:
+    """The symbol a declaration makes, whatever else is in scope, and whether its unit is unknown."""
+    if item.name in _builtin_names():
+        sink.error("duplicate_definition", f"{item.name!r} is a built-in name", item.span)
+        return None, False
+    kind = _DECLARED_KINDS[type(item)]
+    info, bad_unit = None, False
+    if kind == "analyte":
+        info, bad_unit = _analyte_info(item, sink)
+    elif kind == "code_set":
+        info = _code_set_info(item, sink)
+    return Symbol(kind, item, source, info), bad_unit
+
+
+def _analyte_info(node: ast.Analyte, sink: DiagnosticSink) -> tuple[ir.AnalyteInfo, bool]:
+    bad_unit = False
+    for code, span in zip(node.loinc, node.code_spans):
+        if not _loinc_check_digit_ok(code):
+            sink.error("bad_code", f"LOINC code {code!r} fails its check digit", span,
+                       hint="a LOINC code is digits, a dash and a mod-10 check digit; check it against LOINC")
+    unit = node.unit
+    if node.kind == "quantitative" and unit is not None:
+        try:
+            unit = units.normalise_unit(unit)
+            units.dimension(unit)
+        except units.UnitError as exc:
+            sink.error("unknown_unit", str(exc), node.span)
+            bad_unit = True
+    return ir.AnalyteInfo(node.name, node.title, node.kind, node.loinc,
+                          unit if node.kind == "quantitative" else None, node.molar_mass, node.valence), bad_unit
+
 def _window(d: ast.Duration) -> ir.Window:
     """A whole, finite look-back; `_check_duration` has reported anything else."""
     amount = d.amount if math.isfinite(d.amount) and d.amount.is_integer() and 0 < d.amount <= MAX_AMOUNT else 1
@@ -567,6 +616,7 @@ def _dimension_or(unit: str | None) -> str:
         return "unknown unit"
 
 
+@functools.cache
 def _builtin_names() -> tuple[str, ...]:
     from .scores import SCORES
     return tuple(SCORES) + ("clinical_trial",)

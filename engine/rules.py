@@ -42,6 +42,7 @@ class ImportResolver:
     def __init__(self, root: Path | None):
         self.root = root
         self.cache: dict[Path, tuple[Source, ast.Module]] = {}
+        self.declarations: dict = {}  # the checker's per-library symbol tables (`checker._library_declarations`)
 
     def __call__(self, name: str, importer: Source) -> tuple[Source, ast.Module]:
         path = self._locate(name, importer)

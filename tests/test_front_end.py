@@ -132,3 +132,59 @@ def test_parser_is_lalr_and_loaded_once():
 def test_parse_keeps_spans():
     module = parse(Source("s.elig", '\n\ninclusion I1 "x": age >= 18 years'))
     assert module.items[0].span.line == 3
+
+
+# ---- a library's symbols are declared once per load -------------------------------------------
+
+BROKEN_LIBRARY = '''fact pregnant "pregnant"
+fact pregnant "pregnant again"
+fact meld "not the score"
+analyte odd "Odd" {
+  loinc "1234-5"
+  unit furlongs
+}
+analyte alt "ALT" {
+  loinc "1742-6"
+  unit U/L
+}
+conditions hbv "HBV" {
+  icd10 "B18.1"
+}
+inclusion I9 "not here": manual
+define adult "adult" = age >= 18 years
+'''
+
+
+def _trial(n: int, extra: str = "") -> str:
+    return (f'import "shared"\ntrial T{n} {{ }}\nlabs fresh within 14 days\n{extra}'
+            f'inclusion I1 "a": odd >= 3 furlongs\ninclusion I2 "b": alt >= 40 U/L and adult\n'
+            f'exclusion E1 "c": has hbv\n')
+
+
+def test_trials_sharing_a_library_get_the_diagnostics_each_would_alone(tmp_path):
+    from engine.rules import ImportResolver, check_source
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "shared.elig").write_text(BROKEN_LIBRARY)
+    texts = [_trial(1), _trial(2, 'fact pregnant "again, in the trial"\n'), _trial(3, 'analyte alt "x" {\n  loinc "1742-6"\n}\n')]
+    sources = [Source(str(tmp_path / f"t{i}.elig"), text) for i, text in enumerate(texts)]
+    shared = ImportResolver(tmp_path)
+    together = [[d.render() for d in check_source(s, shared)] for s in sources]
+    alone = [[d.render() for d in check_source(s, ImportResolver(tmp_path))] for s in sources]
+    assert together == alone
+    assert len(shared.declarations) == 1  # declared once, reused by the other two trials
+    first = " ".join(together[0])
+    for code in ("duplicate_definition", "bad_code", "unknown_unit", "library_has_criteria"):
+        assert code in first
+    assert "unit_mismatch" not in first  # an analyte with an unknown unit is not reported again at each use
+    assert "t1.elig:4:1: error[duplicate_definition]: 'pregnant'" in " ".join(together[1])
+    assert "t2.elig:4:1: error[duplicate_definition]: 'alt'" in " ".join(together[2])
+
+
+def test_every_golden_file_checked_in_one_run_gives_what_it_gives_alone(monkeypatch):
+    from engine.rules import ImportResolver, check_source
+    golden = Path(__file__).resolve().parent / "golden" / "diagnostics"
+    monkeypatch.chdir(golden)
+    sources = [Source.from_path(p, p.name) for p in sorted(golden.glob("*.elig"))]
+    shared = ImportResolver(RULES)
+    assert [[d.render() for d in check_source(s, shared)] for s in sources] == \
+        [[d.render() for d in check_source(s, ImportResolver(RULES))] for s in sources]
