@@ -15,8 +15,8 @@ import functools
 import re
 from importlib import resources
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
 from .diagnostics import CompileError, DiagnosticSink
@@ -46,9 +46,9 @@ def parse(source: Source) -> ast.Module:
     if sink.has_errors or tree is None:
         raise CompileError(sink.items)
     try:
-        return _ToAst().transform(tree)
-    except VisitError as exc:  # a malformed literal the grammar let through
-        sink.error("syntax_error", str(exc.orig_exc), Span.from_meta(exc.obj.meta))
+        return _to_ast(tree)
+    except _BadNode as exc:  # a malformed literal the grammar let through
+        sink.error("syntax_error", str(exc.error), Span.from_meta(exc.tree.meta))
         raise CompileError(sink.items) from None
 
 
@@ -159,9 +159,42 @@ def _unescape(m: re.Match) -> str:
     return _SIMPLE_ESCAPES.get(code, code)
 
 
-@v_args(meta=True, inline=True)
-class _ToAst(Transformer):
-    """Builds `ast` nodes from lark's tree; names match grammar rules one to one."""
+class _BadNode(Exception):
+    def __init__(self, error: Exception, tree: Tree):
+        super().__init__(str(error))
+        self.error, self.tree = error, tree
+
+
+def _to_ast(tree: Tree):
+    """Build the `ast` node of a lark tree, bottom up: `_ToAst.<rule>(meta, *children)`.
+
+    A plain recursive walk with the rule methods looked up once: lark's `Transformer` with
+    `v_args` wraps every method call in `functools` wrappers and generic dispatch, which cost
+    more than building the nodes. Tokens are passed through as they are.
+    """
+    handlers = _handlers()
+
+    def build(t: Tree):
+        children = [build(c) if type(c) is Tree else c for c in t.children]
+        try:
+            return handlers[t.data](t.meta, *children)
+        except _BadNode:
+            raise
+        except Exception as exc:  # noqa: BLE001 — reported as a syntax error at the node
+            raise _BadNode(exc, t) from exc
+
+    return build(tree)
+
+
+@functools.cache
+def _handlers() -> dict:
+    builder = _ToAst()
+    return {name: getattr(builder, name) for name, value in vars(_ToAst).items()
+            if callable(value) and not name.startswith("_")}
+
+
+class _ToAst:
+    """Builds `ast` nodes from lark's tree; names match grammar rules one to one (see `_to_ast`)."""
 
     def start(self, meta, *items):
         return ast.Module(tuple(items), span=Span.from_meta(meta))

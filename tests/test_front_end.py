@@ -188,3 +188,41 @@ def test_every_golden_file_checked_in_one_run_gives_what_it_gives_alone(monkeypa
     shared = ImportResolver(RULES)
     assert [[d.render() for d in check_source(s, shared)] for s in sources] == \
         [[d.render() for d in check_source(s, ImportResolver(RULES))] for s in sources]
+
+
+def test_a_literal_the_grammar_lets_through_but_python_cannot_read_is_a_syntax_error_at_it():
+    with pytest.raises(CompileError) as info:
+        parse(Source("l.elig", 'analyte x "x" {\n  loinc "1742-6"\n  unit U/L\n  valence 1E400\n}\n'))
+    [d] = info.value.diagnostics
+    assert d.render() == ("l.elig:4:3: error[syntax_error]: cannot convert float infinity to integer\n"
+                          "4 |   valence 1E400\n  |   ^^^^^^^^^^^^^")
+
+
+def test_the_ast_of_every_bundled_file_is_what_lark_s_transformer_built():
+    """The AST builder is a plain walk over lark's tree; lark's own Transformer is the oracle."""
+    from lark import Transformer
+    from engine.parser import _ToAst, _parse_tree
+    from engine.diagnostics import DiagnosticSink
+
+    class Oracle(Transformer):
+        def __default__(self, data, children, meta):
+            return getattr(_ToAst(), data)(meta, *children)
+    golden = Path(__file__).resolve().parent / "golden" / "diagnostics"
+    for path in [*RULES.rglob("*.elig"), *golden.rglob("*.elig")]:
+        source = Source.from_path(path, path.name)
+        tree = _parse_tree(source, DiagnosticSink(source))
+        if tree is not None:
+            ours, theirs = parse(source), Oracle().transform(tree)
+            assert ours == theirs and list(_with_spans(ours)) == list(_with_spans(theirs)), path.name
+
+
+def _with_spans(value):
+    """Every node of an AST with its span (which AST equality leaves out)."""
+    import dataclasses
+    if dataclasses.is_dataclass(value):
+        yield type(value).__name__, getattr(value, "span", None)
+        for f in dataclasses.fields(value):
+            yield from _with_spans(getattr(value, f.name))
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _with_spans(v)
