@@ -15,6 +15,7 @@ an edge.
 from __future__ import annotations
 
 import calendar
+import functools
 import re
 from datetime import date
 from typing import Literal
@@ -48,8 +49,12 @@ def normalise_system(system: str) -> str:
     return SYSTEM_ALIASES.get(system, system)
 
 
+@functools.lru_cache(maxsize=65_536)
 def date_bounds(value: str | None) -> tuple[date, date] | None:
-    """The first and last day a partial date can mean; None when absent or malformed."""
+    """The first and last day a partial date can mean; None when absent or malformed.
+
+    Remembered: validation and every time-window test ask again about the same few dates.
+    """
     if not value:
         return None
     m = _PARTIAL_DATE.match(value)
