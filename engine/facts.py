@@ -70,7 +70,20 @@ class LabLookup:
     history: tuple[LabValue, ...] = ()  # fresh usable values, newest first
 
 
-class PatientFacts:
+class Remembers:
+    """Per-patient memo for what every trial asks again; the owner sets `_cache` to a dict."""
+
+    __slots__ = ()
+
+    def remember(self, key, compute, *args):
+        """`compute(*args)`, once per key for this patient (a score, say)."""
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = compute(*args)
+        return found
+
+
+class PatientFacts(Remembers):
     """A patient record with the screening date fixed and per-name caches."""
 
     def __init__(self, patient: Patient, as_of: date):

@@ -4,7 +4,7 @@ Stage: evaluation input, an alternative to `facts.PatientFacts`. Where a warehou
 store already holds one row per patient (latest lab values in canonical units, yes/no flags for
 diagnoses), building full `Patient` records only to index them again is wasted work. `FlatFacts`
 answers the same questions the leaf evaluators of `runtime.py` ask (`latest`, `age_range`,
-`records`, `fact`, `window_start`, `patient.sex`, `_cache`) straight from the mapping, so a
+`records`, `fact`, `window_start`, `patient.sex`, `remember`) straight from the mapping, so a
 `CompiledTrial` runs on it unchanged:
 
 >>> from engine import compile_text
@@ -41,7 +41,7 @@ from datetime import date, timedelta
 from typing import Mapping
 
 from . import ir
-from .facts import _completed, subtract
+from .facts import Remembers, _completed, subtract
 from .ir import AnalyteInfo, CodeSetInfo, Window
 from .patient import date_bounds
 
@@ -160,7 +160,7 @@ class _FlatFact:
         self.id, self.name, self.value, self.date = rid, name, value, day
 
 
-class FlatFacts:
+class FlatFacts(Remembers):
     """A flat mapping of one patient's values, answering as `PatientFacts` does.
 
     Build one per patient and screening date; `as_of` is a `date` or an ISO date string.

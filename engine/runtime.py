@@ -217,10 +217,7 @@ def _qualitative_matches(found: str, wanted: str) -> Tri:
 
 
 def eval_ScoreTest(f: PatientFacts, node: ir.ScoreTest, trace) -> Tri:
-    key = ("score", node.score, node.fresh)
-    if key not in f._cache:
-        f._cache[key] = _score_value(f, node)
-    value, used, reason, missing, notes = f._cache[key]
+    value, used, reason, missing, notes = f.remember(("score", node.score, node.fresh), _score_value, f, node)
     if trace is None:
         return None if value is None else bounds_hold(value, None, node.bounds)
     threshold = _bounds_text(node.bounds, None)
