@@ -1,0 +1,94 @@
+"""Loading a rule set: compiled in helper processes or here, the result is the same, in order."""
+
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+import engine.rules as rules_module
+from engine.facts import PatientFacts
+from engine.load import iter_patients
+from engine.rules import load_rules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def many_rules(tmp_path):
+    """The bundled rules, 6 renamed copies of each trial, a file with a syntax error and one with a check error."""
+    root = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", root, ignore=shutil.ignore_patterns("*.cases.yaml"))
+    for path in sorted((root / "trials").glob("*.elig")):
+        text = path.read_text(encoding="utf-8")
+        for k in range(6):
+            copy = text.replace(f"trial {path.stem}", f"trial {path.stem}X{k}")
+            (root / "trials" / f"{path.stem}X{k}.elig").write_text(copy, encoding="utf-8")
+    (root / "trials" / "BROKEN1.elig").write_text('trial B1 { }\ninclusion I1 "x": age >= \n', encoding="utf-8")
+    (root / "trials" / "BROKEN2.elig").write_text('import "hepatology"\ntrial B2 { }\ninclusion I1 "x": bilirubn >= 3\n',
+                                                  encoding="utf-8")
+    return root
+
+
+def _summary(rules):
+    patients = [p.patient for p in iter_patients(ROOT / "examples")]
+    return {
+        "trials": list(rules.trials),
+        "diagnostics": [d.render() for d in rules.diagnostics],
+        "failed": list(rules.failed_files),
+        "sources": {t: c.python_source for t, c in rules.trials.items()},
+        "statuses": {t: [c.statuses(PatientFacts(p, date(2026, 11, 1))) for p in patients] for t, c in rules.trials.items()},
+        "verdicts": {t: [c.verdict(PatientFacts(p, date(2026, 11, 1))) for p in patients] for t, c in rules.trials.items()},
+    }
+
+
+@pytest.fixture
+def slow_here(monkeypatch):
+    """Make this process compile slowly, so the helper process surely gets files to compile."""
+    real = rules_module._compile_outcome
+
+    def slow(*args):
+        time.sleep(0.05)
+        return real(*args)
+    monkeypatch.setattr(rules_module, "_compile_outcome", slow)
+    answered = []
+    real_reply = rules_module._from_reply
+    monkeypatch.setattr(rules_module, "_from_reply", lambda reply: answered.append(reply) or real_reply(reply))
+    monkeypatch.setattr(rules_module, "_CHUNK", 2)
+    return answered
+
+
+def test_a_load_shared_with_a_helper_process_equals_a_serial_load(many_rules, tmp_path, slow_here):
+    serial = load_rules(many_rules, workers=0)
+    shared = load_rules(many_rules, tmp_path / "cache", workers=1)
+    assert slow_here, "the helper compiled nothing"
+    assert len(serial.trials) == 35 and len(serial.failed_files) == 2
+    assert _summary(shared) == _summary(serial)
+    # the entries the helper wrote to the compile cache load back to the same trials
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == 35
+    assert _summary(load_rules(many_rules, tmp_path / "cache", workers=0)) == _summary(serial)
+
+
+@pytest.mark.parametrize("helper", [
+    "import sys; sys.exit(3)",                                          # dies at once
+    "import sys; sys.stdin.buffer.read(200); sys.exit(1)",              # dies with work in hand
+    "import sys; sys.stdout.buffer.write(b'\\xff' * 64); sys.stdout.flush(); sys.stdin.buffer.read()",  # talks nonsense
+])
+def test_a_helper_that_fails_loses_no_file(many_rules, monkeypatch, helper):
+    serial = load_rules(many_rules, workers=0)
+    monkeypatch.setattr(rules_module, "_HELPER", helper)
+    assert _summary(load_rules(many_rules, workers=1)) == _summary(serial)
+
+
+def test_few_files_or_one_cpu_use_no_helper():
+    assert rules_module._helper_count(None, rules_module.PARALLEL_MIN_FILES - 1) == 0
+    assert rules_module._helper_count(0, 10_000) == 0
+    assert rules_module._helper_count(None, 10_000) in (0, 1)
+
+
+def test_a_helper_that_hangs_is_stopped_and_loses_no_file(many_rules, monkeypatch):
+    serial = load_rules(many_rules, workers=0)
+    monkeypatch.setattr(rules_module, "_HELPER", "import sys, time; sys.stdin.buffer.read(100); time.sleep(600)")
+    monkeypatch.setattr(rules_module, "_HELPER_PATIENCE", 1.0)
+    assert _summary(load_rules(many_rules, workers=1)) == _summary(serial)
