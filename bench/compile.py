@@ -4,6 +4,13 @@ the service's start time with 1,000 trial files (process start to `GET /readyz` 
 Per seed file, two figures: cold (a fresh import resolver, so the imported library is parsed
 too, as `elig check FILE` does) and warm (library already parsed, as when a rule set loads its
 second and later files), each the median of several runs, split into parse / check / compile.
+The compiler compiles each function once per shape per process; the per-file figures clear
+that memo before every file, so they are what a file whose shapes are all new costs.
+
+`load_rules` over the generated files three ways: as the service does (a helper process
+compiles part of the files when there are two CPUs), in this process only, and in this process
+with the shape memo cleared before every file (the generated files are threshold-perturbed
+copies of the 5 seeds and share every shape; that row is the case of no shape in common).
 
 Run: .venv/bin/python bench/compile.py [--quick] [--files 1000]
 """
@@ -24,6 +31,7 @@ from _common import ROOT, machine, save, table  # noqa: E402
 from _workload import api_available, rules_dirs, serve  # noqa: E402
 
 from engine.checker import check  # noqa: E402
+from engine import compiler, rules as rules_module  # noqa: E402
 from engine.compiler import compile_checked  # noqa: E402
 from engine.parser import parse  # noqa: E402
 from engine.rules import ImportResolver, load_rules  # noqa: E402
@@ -36,6 +44,7 @@ def _stages(path: Path, resolver: ImportResolver) -> tuple[float, float, float]:
     module = parse(source)
     t1 = time.perf_counter()
     checked, _warnings = check(source, module, resolver)
+    compiler.clear_shape_memo()
     t2 = time.perf_counter()
     compile_checked(checked)
     t3 = time.perf_counter()
@@ -62,6 +71,24 @@ def seed_files(runs: int) -> list[dict]:
     return out
 
 
+def _timed_load(root: Path, kwargs: dict, hetero: bool) -> float:
+    real = rules_module.compile_source
+
+    def compile_with_no_shape_known(*args):
+        compiler.clear_shape_memo()
+        return real(*args)
+    if hetero:
+        rules_module.compile_source = compile_with_no_shape_known
+    try:
+        t0 = time.perf_counter()
+        rules = load_rules(root, **kwargs)
+        seconds = time.perf_counter() - t0
+    finally:
+        rules_module.compile_source = real
+    assert not rules.failed_files, rules.failed_files[:3]
+    return seconds
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 runs per seed, 20 generated files")
@@ -78,13 +105,16 @@ def main(argv=None) -> int:
                  for s in seeds], title=f"\ncheck and compile one file (median of {runs}; cold = library parsed too)"))
     data: dict = {"seeds": seeds}
     with rules_dirs([files]) as dirs:
-        t0 = time.perf_counter()
-        rules = load_rules(dirs[files])
-        seconds = time.perf_counter() - t0
-        assert not rules.failed_files, rules.failed_files[:3]
-        data["generated"] = {"files": files, "seconds": seconds, "ms_per_file": seconds / files * 1000}
-        print(f"\nload_rules over {files:,} generated trial files: {seconds:.2f} s, "
-              f"{seconds / files * 1000:.2f} ms per file ({len(rules.trials):,} trials)")
+        loads = {}
+        for label, kwargs, hetero in (("default (helper process when >= 2 CPUs)", {}, False),
+                                      ("this process only", {"workers": 0}, False),
+                                      ("this process only, no shape in common", {"workers": 0}, True)):
+            compiler.clear_shape_memo()
+            seconds = _timed_load(dirs[files], kwargs, hetero)
+            loads[label] = {"seconds": seconds, "ms_per_file": seconds / files * 1000}
+        data["generated"] = {"files": files, **loads}
+        print(table(["load_rules", "s", "ms per file"], [[k, v["seconds"], v["ms_per_file"]] for k, v in loads.items()],
+                    title=f"\nload_rules over {files:,} generated trial files (no compile cache)"))
         why = None if not args.no_api else "--no-api"
         why = why or api_available()
         if why:
