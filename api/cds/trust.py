@@ -15,11 +15,15 @@ import json
 import threading
 import time
 from pathlib import Path
-
-import jwt
-from jwt import PyJWK, PyJWKSet
+from typing import TYPE_CHECKING
 
 from ..problems import Problem
+
+if TYPE_CHECKING:
+    from jwt import PyJWK
+
+# PyJWT is imported where a token or key set is read: it pulls in `cryptography` (~0.1 s of every
+# start), and only services that trust CDS clients by JWT need it.
 
 ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "EdDSA"]
 MAX_SEEN = 100_000
@@ -29,6 +33,8 @@ def load_jwks(value: str | None) -> dict[str, PyJWK]:
     """The configured keys by `kid`, from inline JSON or a file path."""
     if not value:
         return {}
+    from jwt import PyJWKSet
+
     text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
     return {key.key_id: key for key in PyJWKSet.from_dict(json.loads(text)).keys if key.key_id}
 
@@ -55,6 +61,8 @@ def verify(token: str | None, audience: str, issuers: list[str], keys: dict[str,
     """The token's claims if it is trustworthy for this URL; otherwise a 401 problem saying why."""
     if not token:
         raise _unauthorized("A CDS client must send `Authorization: Bearer <JWT>`.")
+    import jwt
+
     try:
         header = jwt.get_unverified_header(token)
         key = keys.get(header.get("kid", ""))
