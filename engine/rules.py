@@ -9,6 +9,7 @@ broken edit never takes a whole rule set (or a running server) down.
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import os
 import pickle
@@ -93,7 +94,28 @@ def load_rules(root: Path | str = DEFAULT_RULES_DIR, cache_dir: Path | str | Non
     second CPU, in `workers` helper processes too (None: decide from the CPUs and the number of
     files; 0: never). The result is the same either way, in the same order.
     """
-    root = Path(root).resolve()
+    with _collector_paused():
+        return _load_rules(Path(root).resolve(), cache_dir, workers)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """No cyclic garbage collection while a rule set loads.
+
+    Loading allocates hundreds of thousands of long-lived, acyclic objects (ASTs, IR, code), and
+    the collector kept walking them as they accumulated: ~30 % of a cold load of 1,000 files.
+    Reference counting still frees what the load drops; cycles wait until it is over.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load_rules(root: Path, cache_dir, workers: int | None) -> RuleSet:
     rules = RuleSet(root)
     resolver = ImportResolver(root)
     cache = CompileCache(Path(cache_dir)) if cache_dir else None
@@ -234,6 +256,7 @@ def _helper_main() -> None:
     """The helper process: read chunks of sources from stdin, answer each with its outcomes."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # the pipe carries only the answers
+    gc.disable()  # a short-lived process that only loads (see `_collector_paused`)
     root, cache_dir = _receive(stdin)
     resolver = ImportResolver(Path(root))
     cache = CompileCache(Path(cache_dir)) if cache_dir else None
@@ -285,9 +308,10 @@ def tune_gc_for_serving() -> None:
     of short-lived ones (a parsed bundle, the patient, explanations), so with the default
     thresholds full collections keep walking the rules in the middle of requests: ~15 % of
     throughput and most of the p99 (bench/README.md). Call it once the rules are loaded;
-    objects a request creates are still collected.
+    objects a request creates are still collected. Nothing is collected first: a collection found
+    nothing to free after a load (rule sets hold no reference cycles, a test says so) and took
+    0.2 s with 1,000 trials.
     """
-    gc.collect()
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
 

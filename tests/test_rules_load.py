@@ -92,3 +92,33 @@ def test_a_helper_that_hangs_is_stopped_and_loses_no_file(many_rules, monkeypatc
     monkeypatch.setattr(rules_module, "_HELPER", "import sys, time; sys.stdin.buffer.read(100); time.sleep(600)")
     monkeypatch.setattr(rules_module, "_HELPER_PATIENCE", 1.0)
     assert _summary(load_rules(many_rules, workers=1)) == _summary(serial)
+
+
+def test_a_load_pauses_the_collector_and_restores_it_as_it_was():
+    import gc
+
+    assert gc.isenabled()
+    load_rules(rules_module.DEFAULT_RULES_DIR)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        load_rules(rules_module.DEFAULT_RULES_DIR)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_rule_set_holds_no_reference_cycles():
+    """What lets the server freeze it without a full collection first, and drop it on reload.
+
+    In a fresh interpreter, so that no other test's garbage is counted.
+    """
+    import subprocess
+    import sys
+
+    script = ("import gc; from engine.rules import load_rules; load_rules(); gc.collect(); "
+              "rules = load_rules(); assert rules.trials; del rules; print(gc.collect())")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=Path(rules_module.__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "0"
