@@ -3,9 +3,9 @@
 Stage: last before evaluation. Each criterion's body and `applies when` condition becomes one
 Python function, built from the checked tree only: its identifiers are local names (`v0`, `v1`,
 … for values, `K0`, `K1`, … for constants) and IR class names, and every constant (thresholds,
-code sets, texts: the IR node objects themselves, and the child ids a trace records) is bound
-to a `K<i>` global of that function, never spliced into the source, so no criteria text can
-inject code. The functions import nothing and have no builtins; they call the leaf evaluators
+code sets, texts: the IR node objects themselves, and the child ids a trace records) is passed
+in as `K<i>`, a closure cell of that function, never spliced into the source, so no criteria
+text can inject code. The functions import nothing and have no builtins; they call the leaf evaluators
 of `runtime.py` bound as `L_<Class>`.
 
 Because names are local and constants are bound, a function's source depends only on its
