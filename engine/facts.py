@@ -305,7 +305,7 @@ def _factor(unit: str | None, analyte: AnalyteInfo) -> float:
 
 
 _MATCHERS: dict[CodeSetInfo, Callable[[tuple[tuple[str, str], ...]], bool]] = {}
-_MEMO_LIMIT = 100_000  # answers remembered per code set; a bound, not a tuning knob
+_MEMO_LIMIT = 4096  # answers remembered per code set: bounds memory (batch memory must stay flat)
 
 
 def code_set_matcher(codes: CodeSetInfo) -> Callable[[tuple[tuple[str, str], ...]], bool]:

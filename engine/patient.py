@@ -49,7 +49,7 @@ def normalise_system(system: str) -> str:
     return SYSTEM_ALIASES.get(system, system)
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=4096)
 def date_bounds(value: str | None) -> tuple[date, date] | None:
     """The first and last day a partial date can mean; None when absent or malformed.
 
