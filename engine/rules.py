@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import gc
 import os
 import pickle
@@ -188,7 +189,9 @@ def _compile_shared(sources, misses, outcomes, resolver, cache, root: Path, help
             return (work.pop() if from_back else work.popleft()) if work else None
 
     running: list[subprocess.Popen] = []
-    feeders = [threading.Thread(target=_feed_helper, args=(sources, outcomes, take, work, lock, root, cache, running),
+    libraries = {(s.name, s.text): s for s, _module in resolver.cache.values()}  # see `_shared_libraries`
+    feeders = [threading.Thread(target=_feed_helper,
+                                args=(sources, outcomes, take, work, lock, root, cache, running, libraries),
                                 daemon=True) for _ in range(helpers)]
     for feeder in feeders:
         feeder.start()
@@ -208,7 +211,8 @@ def _compile_shared(sources, misses, outcomes, resolver, cache, root: Path, help
             feeder.join()
 
 
-def _feed_helper(sources, outcomes, take, work, lock, root: Path, cache, running: list) -> None:
+def _feed_helper(sources, outcomes, take, work, lock, root: Path, cache, running: list,
+                 libraries: dict) -> None:
     """Run one helper process until the work runs out or the helper fails."""
     chunk = None
     try:
@@ -225,7 +229,7 @@ def _feed_helper(sources, outcomes, take, work, lock, root: Path, cache, running
                     if len(replies) != len(chunk):
                         raise EOFError("helper answered for a different number of files")
                     for i, reply in zip(chunk, replies):
-                        outcomes[i] = _from_reply(reply)
+                        outcomes[i] = _from_reply(reply, libraries)
                     chunk = None
             finally:
                 running.remove(helper)
@@ -242,14 +246,26 @@ def _feed_helper(sources, outcomes, take, work, lock, root: Path, cache, running
                 work.append(chunk)
 
 
-def _from_reply(reply):
+def _from_reply(reply, libraries: dict):
     kind, *rest = reply
     if kind == "error":
         return CompileError(rest[0])
     checked, parts, codes, warnings = rest
     for shape, code in codes:
         remember_shape(shape, code)
-    return (compile_checked(checked, parts) if checked is not None else None), warnings
+    if checked is None:
+        return None, warnings
+    return compile_checked(_shared_libraries(checked, libraries), parts), warnings
+
+
+def _shared_libraries(checked, libraries: dict):
+    """The trial with its imported libraries' `Source`s replaced by one shared copy each.
+
+    A helper's reply carries its own copy of each library's text; kept, 1,000 trials would hold
+    1,000 copies. `libraries` maps (name, text) to the copy every trial of this load shares.
+    """
+    own = tuple(libraries.setdefault((s.name, s.text), s) for s in checked.sources[1:])
+    return dataclasses.replace(checked, sources=(checked.sources[0], *own))
 
 
 def _helper_main() -> None:

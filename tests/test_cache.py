@@ -69,6 +69,8 @@ def test_an_unwritable_cache_is_simply_not_used(rules_copy, tmp_path):
 def test_an_entry_of_an_earlier_format_is_a_clean_miss(rules_copy, tmp_path):
     """Entries written before per-shape compilation held one marshalled module and its source."""
     import pickle
+
+    from engine.cache import _EntryUnpickler
     from engine.source import Source
     cache = CompileCache(tmp_path / "cache")
     cold = load_rules(rules_copy, tmp_path / "cache")
@@ -76,9 +78,10 @@ def test_an_entry_of_an_earlier_format_is_a_clean_miss(rules_copy, tmp_path):
         from engine.rules import display_name
         source = Source.from_path(path, display_name(path))
         target = cache._entry_path(source)
-        entry = pickle.loads(target.read_bytes())
-        old = {"libraries": entry["libraries"], "checked": entry["checked"], "python_source": "def verdict(f): pass",
-               "code": b"\x00", "warnings": entry["warnings"]}
+        with open(target, "rb") as f:
+            entry = _EntryUnpickler(f, cache).load()
+        old = {"libraries": [(path, digest) for path, _name, digest in entry["libraries"]], "checked": entry["checked"],
+               "python_source": "def verdict(f): pass", "code": b"\x00", "warnings": entry["warnings"]}
         target.write_bytes(pickle.dumps(old))
         assert cache.get(source) is None
     again = load_rules(rules_copy, tmp_path / "cache")
@@ -98,3 +101,18 @@ def test_a_warm_load_in_a_fresh_process_uses_the_stored_bytecode(rules_copy, tmp
     warm = load_rules(rules_copy, tmp_path / "cache")
     assert _statuses(warm) == _statuses(cold)
     assert {t: c.python_source for t, c in warm.trials.items()} == {t: c.python_source for t, c in cold.trials.items()}
+
+
+def test_entries_refer_to_the_library_and_warm_trials_share_one_copy_of_it(rules_copy, tmp_path):
+    cold = load_rules(rules_copy, tmp_path / "cache")
+    library_text = (rules_copy / "lib" / "hepatology.elig").read_text(encoding="utf-8")
+    distinctive = library_text.splitlines()[0].encode()
+    for entry in (tmp_path / "cache").glob("*.pickle"):
+        assert distinctive not in entry.read_bytes()  # by reference, not by text
+    warm = load_rules(rules_copy, tmp_path / "cache")
+    libraries = {id(t.checked.sources[1]) for t in warm.trials.values()}
+    assert len(libraries) == 1
+    shared = next(iter(warm.trials.values())).checked.sources[1]
+    assert shared.text == library_text
+    assert shared.name == next(iter(cold.trials.values())).checked.sources[1].name
+    assert [d.render() for d in warm.diagnostics] == [d.render() for d in cold.diagnostics]

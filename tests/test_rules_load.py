@@ -54,7 +54,8 @@ def slow_here(monkeypatch):
     monkeypatch.setattr(rules_module, "_compile_outcome", slow)
     answered = []
     real_reply = rules_module._from_reply
-    monkeypatch.setattr(rules_module, "_from_reply", lambda reply: answered.append(reply) or real_reply(reply))
+    monkeypatch.setattr(rules_module, "_from_reply",
+                        lambda reply, libraries: answered.append(reply) or real_reply(reply, libraries))
     monkeypatch.setattr(rules_module, "_CHUNK", 2)
     return answered
 
@@ -65,6 +66,9 @@ def test_a_load_shared_with_a_helper_process_equals_a_serial_load(many_rules, tm
     assert slow_here, "the helper compiled nothing"
     assert len(serial.trials) == 35 and len(serial.failed_files) == 2
     assert _summary(shared) == _summary(serial)
+    # every trial, compiled here or by the helper, shares one copy of the library it imports
+    assert len({id(t.checked.sources[1]) for t in shared.trials.values()}) <= 2
+    assert len({t.checked.sources[1].text for t in shared.trials.values()}) == 1
     # the entries the helper wrote to the compile cache load back to the same trials
     assert len(list((tmp_path / "cache").glob("*.pickle"))) == 35
     assert _summary(load_rules(many_rules, tmp_path / "cache", workers=0)) == _summary(serial)
