@@ -75,6 +75,7 @@ async def lifespan(app: FastAPI):
     yield
     if hup:
         asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+    await run_in_threadpool(app.state.registry.finish_cache_writes)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -87,6 +87,7 @@ class RuleRegistry:
         self.cache_dir = cache_dir
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
+        self._cache_writers: list[threading.Thread] = []
 
     @property
     def loaded(self) -> bool:
@@ -104,10 +105,20 @@ class RuleRegistry:
         """Load the directory again; trials whose file now fails keep their last good version."""
         with self._lock:
             previous = self._snapshot
-            fresh = load_rules(self.root, self.cache_dir)
+            fresh = load_rules(self.root, self.cache_dir, write_behind=True)  # ready before the cache is
+            self._cache_writers = [t for t in [*self._cache_writers, fresh.cache_writer] if t and t.is_alive()]
             snapshot = self._merge(fresh, previous)
             self._snapshot = snapshot
         return _outcome(previous, snapshot)
+
+    def finish_cache_writes(self, timeout: float = 30.0) -> None:
+        """Wait for compile-cache entries still being written (call at shutdown).
+
+        uvicorn ends a process by re-raising the signal that stopped it, which does not wait for
+        threads: without this, a first start's entries would be cut short and the restart cold.
+        """
+        for writer in list(self._cache_writers):
+            writer.join(timeout)
 
     def _merge(self, fresh: RuleSet, previous: Snapshot | None) -> Snapshot:
         failed = {os.path.abspath(name) for name in fresh.failed_files}

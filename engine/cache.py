@@ -25,6 +25,7 @@ import hashlib
 import os
 import pickle
 import sys
+import threading
 from pathlib import Path
 
 from .compiler import CompiledTrial, compile_checked, remember_shape, shape_bytecode
@@ -82,12 +83,17 @@ class CompileCache:
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             target = self._entry_path(source)
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
+            partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             with open(partial, "wb") as f:
                 _EntryPickler(f, libraries).dump(entry)
             os.replace(partial, target)  # atomic: a reader never sees half an entry
         except OSError:
             pass
+
+    def put_all(self, entries) -> None:
+        """`put` each (source, compiled, warnings); a load calls it once it is over."""
+        for source, compiled, warnings in entries:
+            self.put(source, compiled, warnings)
 
     def _library(self, path: str, name: str) -> tuple[Source, str] | None:
         """The library as it is on disk now, one `Source` shared by every entry, and its hash."""

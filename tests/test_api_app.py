@@ -344,3 +344,19 @@ def test_a_bundle_is_read_only_as_far_as_the_loaded_trials_read_it(client):
     unread = "Observation ×{} skipped: its codes are read by no loaded trial"
     n = next(int(line.split("×")[1].split()[0]) for line in before["ingest_notes"] if "no loaded trial" in line)
     assert unread.format(n) in before["ingest_notes"] and unread.format(n + 1) in after["ingest_notes"]
+
+
+def test_the_registry_is_ready_before_the_cache_is_written_and_waits_for_it_at_shutdown(tmp_path, monkeypatch):
+    """A first start serves as soon as rules compile; shutdown lets the cache entries finish."""
+    import threading
+
+    from engine import cache as cache_module
+    release = threading.Event()
+    real_put = cache_module.CompileCache.put
+    monkeypatch.setattr(cache_module.CompileCache, "put", lambda self, *a: release.wait(10) and real_put(self, *a))
+    registry = RuleRegistry(RULES, tmp_path / "cache")
+    assert registry.snapshot.trials  # loaded and servable while nothing is written yet
+    assert not list((tmp_path / "cache").glob("*.pickle"))
+    threading.Timer(0.2, release.set).start()
+    registry.finish_cache_writes()
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == len(registry.snapshot.trials)

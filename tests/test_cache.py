@@ -116,3 +116,26 @@ def test_entries_refer_to_the_library_and_warm_trials_share_one_copy_of_it(rules
     assert shared.text == library_text
     assert shared.name == next(iter(cold.trials.values())).checked.sources[1].name
     assert [d.render() for d in warm.diagnostics] == [d.render() for d in cold.diagnostics]
+
+
+def test_write_behind_returns_before_the_entries_are_stored_and_stores_them_all(rules_copy, tmp_path, monkeypatch):
+    import threading
+
+    from engine import cache as cache_module
+    release = threading.Event()
+    real_put = cache_module.CompileCache.put
+
+    def held_put(self, *args):
+        release.wait(10)
+        real_put(self, *args)
+    monkeypatch.setattr(cache_module.CompileCache, "put", held_put)
+    cold = load_rules(rules_copy, tmp_path / "cache", write_behind=True)
+    assert cold.trials and cold.cache_writer is not None and cold.cache_writer.is_alive()
+    assert not list((tmp_path / "cache").glob("*.pickle"))  # the caller goes on before any write
+    release.set()
+    cold.cache_writer.join(10)
+    assert len(list((tmp_path / "cache").glob("*.pickle"))) == 5
+    monkeypatch.setattr("engine.rules.compile_source", lambda *a: pytest.fail("a cached trial was compiled again"))
+    warm = load_rules(rules_copy, tmp_path / "cache", write_behind=True)
+    assert warm.cache_writer is None  # nothing new to store
+    assert _statuses(warm) == _statuses(cold)
