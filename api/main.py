@@ -19,7 +19,6 @@ from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 import engine
-from engine.rules import tune_gc_for_serving
 
 from .cds.feedback import FeedbackStore
 from .cds.trust import ReplayGuard, load_jwks
@@ -68,9 +67,7 @@ def _install_sighup(app: FastAPI) -> bool:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     """Load the rules before serving; listen for SIGHUP while serving."""
-    await run_in_threadpool(lambda: app.state.registry.snapshot)
-    if app.state.settings.tune_gc:
-        tune_gc_for_serving()
+    await run_in_threadpool(lambda: app.state.registry.snapshot)  # frozen when loaded (ELIG_TUNE_GC)
     hup = _install_sighup(app)
     yield
     if hup:
@@ -90,7 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.registry = RuleRegistry(settings.rules_dir, settings.cache_dir)
+    app.state.registry = RuleRegistry(settings.rules_dir, settings.cache_dir, freeze_rules=settings.tune_gc)
     app.state.feedback = FeedbackStore()
     app.state.cds_keys = load_jwks(settings.cds_jwks)
     app.state.cds_replay = ReplayGuard()

@@ -26,7 +26,7 @@ from pathlib import Path
 from engine.compiler import CompiledTrial
 from engine.diagnostics import Diagnostic
 from engine.facts import observation_codes
-from engine.rules import RuleSet, load_rules
+from engine.rules import RuleSet, load_rules, tune_gc_for_serving
 
 
 def sha256(text: str) -> str:
@@ -82,9 +82,10 @@ class ReloadOutcome:
 class RuleRegistry:
     """Holds the current snapshot of a rules directory and reloads it on request."""
 
-    def __init__(self, root: Path | str, cache_dir: Path | None = None):
+    def __init__(self, root: Path | str, cache_dir: Path | None = None, freeze_rules: bool = False):
         self.root = Path(root).resolve()
         self.cache_dir = cache_dir
+        self.freeze_rules = freeze_rules  # keep loaded rules out of the collector (`tune_gc_for_serving`)
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         self._cache_writers: list[threading.Thread] = []
@@ -106,9 +107,13 @@ class RuleRegistry:
         with self._lock:
             previous = self._snapshot
             fresh = load_rules(self.root, self.cache_dir, write_behind=True)  # ready before the cache is
-            self._cache_writers = [t for t in [*self._cache_writers, fresh.cache_writer] if t and t.is_alive()]
             snapshot = self._merge(fresh, previous)
             self._snapshot = snapshot
+            if self.freeze_rules:
+                tune_gc_for_serving()
+            if fresh.cache_writer is not None:  # after the swap: it competes for the GIL
+                fresh.cache_writer.start()
+            self._cache_writers = [t for t in [*self._cache_writers, fresh.cache_writer] if t and t.is_alive()]
         return _outcome(previous, snapshot)
 
     def finish_cache_writes(self, timeout: float = 30.0) -> None:

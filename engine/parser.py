@@ -172,18 +172,18 @@ def _to_ast(tree: Tree):
     `v_args` wraps every method call in `functools` wrappers and generic dispatch, which cost
     more than building the nodes. Tokens are passed through as they are.
     """
-    handlers = _handlers()
+    return _build(tree, _handlers())
 
-    def build(t: Tree):
-        children = [build(c) if type(c) is Tree else c for c in t.children]
-        try:
-            return handlers[t.data](t.meta, *children)
-        except _BadNode:
-            raise
-        except Exception as exc:  # noqa: BLE001 — reported as a syntax error at the node
-            raise _BadNode(exc, t) from exc
 
-    return build(tree)
+def _build(t: Tree, handlers: dict):
+    """A module function, not a closure: a recursive closure is a reference cycle per parse."""
+    children = [_build(c, handlers) if type(c) is Tree else c for c in t.children]
+    try:
+        return handlers[t.data](t.meta, *children)
+    except _BadNode:
+        raise
+    except Exception as exc:  # noqa: BLE001 — reported as a syntax error at the node
+        raise _BadNode(exc, t) from exc
 
 
 @functools.cache

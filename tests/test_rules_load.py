@@ -113,7 +113,8 @@ def test_a_load_pauses_the_collector_and_restores_it_as_it_was():
 
 
 def test_a_rule_set_holds_no_reference_cycles():
-    """What lets the server freeze it without a full collection first, and drop it on reload.
+    """What lets the server freeze it without a full collection first, and drop it on reload;
+    nor does a load leave cyclic garbage behind (the collector is paused while it runs).
 
     In a fresh interpreter, so that no other test's garbage is counted.
     """
