@@ -130,7 +130,8 @@ def test_write_behind_returns_before_the_entries_are_stored_and_stores_them_all(
         real_put(self, *args)
     monkeypatch.setattr(cache_module.CompileCache, "put", held_put)
     cold = load_rules(rules_copy, tmp_path / "cache", write_behind=True)
-    assert cold.trials and cold.cache_writer is not None and cold.cache_writer.is_alive()
+    assert cold.trials and cold.cache_writer is not None and not cold.cache_writer.is_alive()  # caller starts it
+    cold.cache_writer.start()
     assert not list((tmp_path / "cache").glob("*.pickle"))  # the caller goes on before any write
     release.set()
     cold.cache_writer.join(10)
