@@ -311,18 +311,19 @@ def _observation_date(res: dict, rid: str, ctx: _Context) -> str | None:
 
 def _read_observation(res: dict, rid: str, ctx: _Context) -> Iterator[tuple[str, dict]]:
     components = [_obj(c) for c in _list(res.get("component"))]
-    if not any(map(ctx.reads, (res.get("code"), *(c.get("code") for c in components)))):
+    read_main, read_parts = ctx.reads(res.get("code")), [ctx.reads(c.get("code")) for c in components]
+    if not read_main and not any(read_parts):
         ctx.tally[("Observation", "skipped", UNREAD_OBSERVATION)] += 1
         return
     status = _observation_status(res, rid, ctx)
     shared = {"status": status, "effective": _observation_date(res, rid, ctx)}
     if codes := _codings(res.get("code")):
-        if ctx.reads(res.get("code")):
+        if read_main:
             yield "observations", {"id": rid, "codes": codes, **shared, **_observation_value(res, rid, ctx)}
     else:
         ctx.note(rid, "dropped", "no coded Observation.code")
-    for n, comp in enumerate(components):
-        if (codes := _codings(comp.get("code"))) and ctx.reads(comp.get("code")):
+    for n, (comp, read) in enumerate(zip(components, read_parts)):
+        if read and (codes := _codings(comp.get("code"))):
             cid = f"{rid}#{n}"
             yield "observations", {"id": cid, "codes": codes, **shared, **_observation_value(comp, cid, ctx)}
 
