@@ -127,3 +127,26 @@ def test_a_rule_set_holds_no_reference_cycles():
                          cwd=Path(rules_module.__file__).resolve().parents[1])
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "0"
+
+
+def test_big_files_through_default_sized_pipes_do_not_deadlock_the_helper(tmp_path, monkeypatch):
+    """Chunks and answers larger than a pipe's buffer, two chunks in flight: both sides keep moving."""
+    import threading
+
+    root = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", root, ignore=shutil.ignore_patterns("*.cases.yaml", "trials"))
+    (root / "trials").mkdir()
+    padding = "".join(f"# {'x' * 76}\n" for _ in range(500))  # ~40 KB of comment per file
+    for path in sorted((ROOT / "rules" / "trials").glob("*.elig")):
+        text = path.read_text(encoding="utf-8")
+        for k in range(5):
+            (root / "trials" / f"{path.stem}P{k}.elig").write_text(
+                padding + text.replace(f"trial {path.stem}", f"trial {path.stem}P{k}"), encoding="utf-8")
+    monkeypatch.setattr(rules_module, "_widen", lambda pipe: None)  # the OS default, 64 KiB here
+    monkeypatch.setattr(rules_module, "_CHUNK", 2)
+    done = {}
+    loader = threading.Thread(target=lambda: done.setdefault("rules", load_rules(root, workers=1)), daemon=True)
+    loader.start()
+    loader.join(120)
+    assert "rules" in done, "the load with a helper process did not finish"
+    assert _summary(done["rules"]) == _summary(load_rules(root, workers=0))
