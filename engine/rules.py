@@ -359,7 +359,7 @@ def _drained(stdin) -> "queue.Queue":
         try:
             while True:
                 chunks.put(_receive(stdin))
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except Exception:  # noqa: BLE001 — end of input or garbage: the helper stops, the parent goes on
             chunks.put(None)
 
     threading.Thread(target=read, daemon=True).start()
