@@ -306,6 +306,7 @@ def _factor(unit: str | None, analyte: AnalyteInfo) -> float:
 
 _MATCHERS: dict[CodeSetInfo, Callable[[tuple[tuple[str, str], ...]], bool]] = {}
 _MEMO_LIMIT = 4096  # answers remembered per code set: bounds memory (batch memory must stay flat)
+_MATCHERS_LIMIT = 1024  # code sets remembered: a rule set uses tens; reloads of edited ones add more
 
 
 def code_set_matcher(codes: CodeSetInfo) -> Callable[[tuple[tuple[str, str], ...]], bool]:
@@ -328,7 +329,7 @@ def code_set_matcher(codes: CodeSetInfo) -> Callable[[tuple[tuple[str, str], ...
                 hit = memo[coded] = any(_code_matches(system, code, codes) for system, code in coded)
             return hit
 
-        if len(_MATCHERS) >= 10_000:
+        if len(_MATCHERS) >= _MATCHERS_LIMIT:
             _MATCHERS.clear()
         _MATCHERS[codes] = matcher
     return matcher
