@@ -103,10 +103,10 @@ def load_rules(root: Path | str = DEFAULT_RULES_DIR, cache_dir: Path | str | Non
     thread is not a daemon, so a process that exits normally waits for it; an entry it has not
     written yet is only a miss next time.
     """
+    cache = CompileCache(Path(cache_dir)) if cache_dir else None
     with _collector_paused():
-        rules, fresh = _load_rules(Path(root).resolve(), cache_dir, workers)
-    if cache_dir and fresh:
-        cache = CompileCache(Path(cache_dir))
+        rules, fresh = _load_rules(Path(root).resolve(), cache, workers)
+    if cache is not None and fresh:
         if write_behind:
             # daemon=False explicitly: a thread inherits it from its creator, and a server loads
             # rules in a thread pool's daemon threads, whose children would die at exit mid-write.
@@ -140,11 +140,10 @@ def _collector_paused():
             gc.enable()
 
 
-def _load_rules(root: Path, cache_dir, workers: int | None) -> tuple[RuleSet, list]:
+def _load_rules(root: Path, cache: CompileCache | None, workers: int | None) -> tuple[RuleSet, list]:
     """The rule set, and (source, compiled, warnings) of each file compiled now, for the cache."""
     rules = RuleSet(root)
     resolver = ImportResolver(root)
-    cache = CompileCache(Path(cache_dir)) if cache_dir else None
     sources = [Source.from_path(path, display_name(path)) for path in sorted((root / "trials").glob("*.elig"))]
     outcomes: list = [cache.get(source) if cache is not None else None for source in sources]
     misses = [i for i, hit in enumerate(outcomes) if hit is None]
