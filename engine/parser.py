@@ -20,7 +20,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import CompileError, DiagnosticSink
-from .source import Source, Span
+from .source import UNKNOWN_SPAN, Source, Span
 
 # Readable names for grammar terminals in "expected …" messages.
 _TERMINAL_NAMES = {
@@ -35,8 +35,20 @@ _MAX_EXPECTED = 8
 
 @functools.cache
 def _lark() -> Lark:
+    """The LALR parser. It keeps every token and does not propagate positions: `_build` takes
+    each node's span from its first and last token, which costs less than lark's position
+    propagation did (a third of the parse) and gives the same spans, keywords and parentheses
+    included (`test_the_ast_of_every_bundled_file_is_what_lark_s_transformer_built`)."""
     grammar = resources.files("grammar").joinpath("criteria.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+    return Lark(grammar, parser="lalr", keep_all_tokens=True, maybe_placeholders=False)
+
+
+@functools.cache
+def _punctuation() -> frozenset[str]:
+    """Terminals of the grammar's quoted strings (`"import"`, `"("`, `":"`): they place a node
+    but are not passed to `_ToAst`, as lark would have filtered them out."""
+    lark = _lark()
+    return frozenset(t.name for t in lark.terminals) - {name for name, *_ in lark.grammar.term_defs}
 
 
 def parse(source: Source) -> ast.Module:
@@ -48,7 +60,7 @@ def parse(source: Source) -> ast.Module:
     try:
         return _to_ast(tree)
     except _BadNode as exc:  # a malformed literal the grammar let through
-        sink.error("syntax_error", str(exc.error), Span.from_meta(exc.tree.meta))
+        sink.error("syntax_error", str(exc.error), exc.span)
         raise CompileError(sink.items) from None
 
 
@@ -160,30 +172,53 @@ def _unescape(m: re.Match) -> str:
 
 
 class _BadNode(Exception):
-    def __init__(self, error: Exception, tree: Tree):
+    def __init__(self, error: Exception, span: Span):
         super().__init__(str(error))
-        self.error, self.tree = error, tree
+        self.error, self.span = error, span
 
 
 def _to_ast(tree: Tree):
-    """Build the `ast` node of a lark tree, bottom up: `_ToAst.<rule>(meta, *children)`.
+    """Build the `ast` node of a lark tree, bottom up: `_ToAst.<rule>(span, *children)`.
 
     A plain recursive walk with the rule methods looked up once: lark's `Transformer` with
     `v_args` wraps every method call in `functools` wrappers and generic dispatch, which cost
-    more than building the nodes. Tokens are passed through as they are.
+    more than building the nodes. Tokens other than punctuation are passed through as they are.
     """
-    return _build(tree, _handlers())
+    return _build(tree, _handlers(), _punctuation())[0]
 
 
-def _build(t: Tree, handlers: dict):
-    """A module function, not a closure: a recursive closure is a reference cycle per parse."""
-    children = [_build(c, handlers) if type(c) is Tree else c for c in t.children]
+def _build(t: Tree, handlers: dict, punctuation: frozenset):
+    """(node, first token, last token) of a subtree; the tokens give the node its span.
+
+    A module function, not a closure: a recursive closure is a reference cycle per parse.
+    """
+    args, first, last = [], None, None
+    for child in t.children:
+        if type(child) is Tree:
+            value, start, end = _build(child, handlers, punctuation)
+            args.append(value)
+            if start is None:
+                continue
+        else:
+            start = end = child
+            if child.type not in punctuation:
+                args.append(child)
+        if first is None:
+            first = start
+        last = end
+    span = _span(first, last)
     try:
-        return handlers[t.data](t.meta, *children)
+        return handlers[t.data](span, *args), first, last
     except _BadNode:
         raise
     except Exception as exc:  # noqa: BLE001 — reported as a syntax error at the node
-        raise _BadNode(exc, t) from exc
+        raise _BadNode(exc, span) from exc
+
+
+def _span(first: Token | None, last: Token | None) -> Span:
+    if first is None:
+        return UNKNOWN_SPAN
+    return Span(first.line, first.column, last.end_line, last.end_column, first.start_pos, last.end_pos)
 
 
 @functools.cache
@@ -196,36 +231,39 @@ def _handlers() -> dict:
 class _ToAst:
     """Builds `ast` nodes from lark's tree; names match grammar rules one to one (see `_to_ast`)."""
 
-    def start(self, meta, *items):
-        return ast.Module(tuple(items), span=Span.from_meta(meta))
+    def atom(self, span, expr):  # parentheses: the expression inside, spanning them in its parent
+        return expr
 
-    def import_stmt(self, meta, path):
-        return ast.Import(_unquote(path), span=Span.from_meta(meta))
+    def start(self, span, *items):
+        return ast.Module(tuple(items), span=span)
 
-    def trial_meta(self, meta, trial_id, *fields):
-        return ast.TrialMeta(str(trial_id), tuple(fields), span=Span.from_meta(meta))
+    def import_stmt(self, span, path):
+        return ast.Import(_unquote(path), span=span)
 
-    def meta_field(self, meta, name, value):
-        return ast.MetaField(str(name), value, span=Span.from_meta(meta))
+    def trial_meta(self, span, trial_id, *fields):
+        return ast.TrialMeta(str(trial_id), tuple(fields), span=span)
 
-    def string_lit(self, meta, tok):
+    def meta_field(self, span, name, value):
+        return ast.MetaField(str(name), value, span=span)
+
+    def string_lit(self, span, tok):
         return _unquote(tok)
 
-    def number_lit(self, meta, tok):
+    def number_lit(self, span, tok):
         value = float(tok)
         return int(value) if value.is_integer() else value
 
-    def list_lit(self, meta, *items):
+    def list_lit(self, span, *items):
         return list(items)
 
-    def default_freshness(self, meta, duration):
-        return ast.DefaultFreshness(duration, span=Span.from_meta(meta))
+    def default_freshness(self, span, duration):
+        return ast.DefaultFreshness(duration, span=span)
 
-    def define(self, meta, name, *rest):
+    def define(self, span, name, *rest):
         title = _unquote(rest[0]) if len(rest) == 2 else None
-        return ast.Define(str(name), title, rest[-1], span=Span.from_meta(meta))
+        return ast.Define(str(name), title, rest[-1], span=span)
 
-    def analyte(self, meta, name, title, *rest):
+    def analyte(self, span, name, title, *rest):
         kind = "quantitative"
         if rest and isinstance(rest[0], Token) and rest[0].type == "ANALYTE_KIND":
             kind, rest = str(rest[0]), rest[1:]
@@ -234,36 +272,36 @@ class _ToAst:
         return ast.Analyte(
             str(name), _unquote(title), kind, tuple(_unquote(c) for c in codes), fields.get("unit"),
             fields.get("molar_mass"), fields.get("valence"),
-            code_spans=tuple(Span.from_token(c) for c in codes), span=Span.from_meta(meta),
+            code_spans=tuple(Span.from_token(c) for c in codes), span=span,
         )
 
-    def analyte_codes(self, meta, *codes):
+    def analyte_codes(self, span, *codes):
         return ("loinc", codes)
 
-    def analyte_unit(self, meta, unit):
+    def analyte_unit(self, span, unit):
         return ("unit", str(unit))
 
-    def analyte_molar_mass(self, meta, value):
+    def analyte_molar_mass(self, span, value):
         return ("molar_mass", float(value))
 
-    def analyte_valence(self, meta, value):
+    def analyte_valence(self, span, value):
         return ("valence", int(float(value)))
 
-    def code_set(self, meta, kind, name, title, *rest):
+    def code_set(self, span, kind, name, title, *rest):
         systemic = bool(rest) and isinstance(rest[0], Token) and rest[0].type == "SYSTEMIC"
         members = rest[1:] if systemic else rest
-        return ast.CodeSet(str(kind), str(name), _unquote(title), systemic, tuple(members), span=Span.from_meta(meta))
+        return ast.CodeSet(str(kind), str(name), _unquote(title), systemic, tuple(members), span=span)
 
-    def code_list(self, meta, system, *codes):
-        return ast.CodeMember(str(system), tuple(_unquote(c) for c in codes), span=Span.from_meta(meta))
+    def code_list(self, span, system, *codes):
+        return ast.CodeMember(str(system), tuple(_unquote(c) for c in codes), span=span)
 
-    def code_range(self, meta, system, first, last):
-        return ast.CodeMember(str(system), (_unquote(first), _unquote(last)), True, span=Span.from_meta(meta))
+    def code_range(self, span, system, first, last):
+        return ast.CodeMember(str(system), (_unquote(first), _unquote(last)), True, span=span)
 
-    def fact_decl(self, meta, name, title):
-        return ast.FactDecl(str(name), _unquote(title), span=Span.from_meta(meta))
+    def fact_decl(self, span, name, title):
+        return ast.FactDecl(str(name), _unquote(title), span=span)
 
-    def criterion(self, meta, kind, key, text, *rest):
+    def criterion(self, span, kind, key, text, *rest):
         when = freshness = None
         for option in rest[:-1]:
             if isinstance(option, ast.Duration):
@@ -272,71 +310,71 @@ class _ToAst:
                 when = option.item
         body = rest[-1]
         common = dict(kind=str(kind), key=str(key), text=_unquote(text), when=when, freshness=freshness,
-                      key_span=Span.from_token(key), span=Span.from_meta(meta))
+                      key_span=Span.from_token(key), span=span)
         if isinstance(body, _Manual):
             return ast.Criterion(body=None, manual_reason=body.reason, is_manual=True, **common)
         return ast.Criterion(body=body, **common)
 
-    def applies_when(self, meta, expr):
+    def applies_when(self, span, expr):
         return _When(expr)
 
-    def freshness(self, meta, duration):
+    def freshness(self, span, duration):
         return duration
 
-    def manual(self, meta, *reason):
+    def manual(self, span, *reason):
         return _Manual(_unquote(reason[0]) if reason else None)
 
-    def or_(self, meta, *items):
-        return ast.Or(tuple(items), span=Span.from_meta(meta))
+    def or_(self, span, *items):
+        return ast.Or(tuple(items), span=span)
 
-    def and_(self, meta, *items):
-        return ast.And(tuple(items), span=Span.from_meta(meta))
+    def and_(self, span, *items):
+        return ast.And(tuple(items), span=span)
 
-    def not_(self, meta, item):
-        return ast.Not(item, span=Span.from_meta(meta))
+    def not_(self, span, item):
+        return ast.Not(item, span=span)
 
-    def ref(self, meta, name):
+    def ref(self, span, name):
         return ast.Ref(str(name), span=Span.from_token(name))
 
-    def compare(self, meta, operand, op, quantity):
-        return ast.Compare(operand, _op(op), quantity, span=Span.from_meta(meta))
+    def compare(self, span, operand, op, quantity):
+        return ast.Compare(operand, _op(op), quantity, span=span)
 
-    def range_compare(self, meta, low, op1, operand, op2, high):
-        return ast.RangeCompare(low, _op(op1), operand, _op(op2), high, span=Span.from_meta(meta))
+    def range_compare(self, span, low, op1, operand, op2, high):
+        return ast.RangeCompare(low, _op(op1), operand, _op(op2), high, span=span)
 
-    def between(self, meta, operand, low, high):
-        return ast.Between(operand, low, high, span=Span.from_meta(meta))
+    def between(self, span, operand, low, high):
+        return ast.Between(operand, low, high, span=span)
 
-    def above_uln(self, meta, operand, op, margin):
-        return ast.AboveUln(operand, _op(op), margin, span=Span.from_meta(meta))
+    def above_uln(self, span, operand, op, margin):
+        return ast.AboveUln(operand, _op(op), margin, span=span)
 
-    def rising(self, meta, name, op, quantity, per):
+    def rising(self, span, name, op, quantity, per):
         return ast.Rising(str(name), _op(op), quantity, ast.Duration(1, "1", str(per), span=Span.from_token(per)).canonical_unit,
-                          span=Span.from_meta(meta))
+                          span=span)
 
-    def is_value(self, meta, name, value):
-        return ast.IsValue(str(name), str(value), Span.from_token(value), span=Span.from_meta(meta))
+    def is_value(self, span, name, value):
+        return ast.IsValue(str(name), str(value), Span.from_token(value), span=span)
 
-    def has(self, meta, name, *options):
-        return ast.Has(str(name), options[0] if options else None, span=Span.from_meta(meta))
+    def has(self, span, name, *options):
+        return ast.Has(str(name), options[0] if options else None, span=span)
 
-    def for_more_than(self, meta, duration):
+    def for_more_than(self, span, duration):
         return duration
 
-    def had(self, meta, name, *within):
-        return ast.Had(str(name), within[0] if within else None, span=Span.from_meta(meta))
+    def had(self, span, name, *within):
+        return ast.Had(str(name), within[0] if within else None, span=span)
 
-    def value_ref(self, meta, name):
+    def value_ref(self, span, name):
         return ast.ValueRef(str(name), span=Span.from_token(name))
 
-    def age(self, meta):
-        return ast.Age(span=Span.from_meta(meta))
+    def age(self, span):
+        return ast.Age(span=span)
 
-    def quantity(self, meta, number, unit=None):
-        return ast.Quantity(float(number), str(number), str(unit) if unit else None, span=Span.from_meta(meta))
+    def quantity(self, span, number, unit=None):
+        return ast.Quantity(float(number), str(number), str(unit) if unit else None, span=span)
 
-    def duration(self, meta, number, unit):
-        return ast.Duration(float(number), str(number), str(unit), span=Span.from_meta(meta))
+    def duration(self, span, number, unit):
+        return ast.Duration(float(number), str(number), str(unit), span=span)
 
 
 class _When:

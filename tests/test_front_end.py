@@ -1,15 +1,17 @@
 """Parser and checker: diagnostics as data, every problem at once, never a traceback."""
 
+import functools
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from hypothesis.extra.lark import from_lark
+from lark.exceptions import UnexpectedInput
 
 from engine import compile_text
 from engine.diagnostics import CompileError
 from engine.parser import _lark, parse
-from engine.source import Source
+from engine.source import Source, Span
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 HEADER = 'import "hepatology"\ntrial T1 { title: "t" }\nlabs fresh within 14 days\n'
@@ -199,21 +201,74 @@ def test_a_literal_the_grammar_lets_through_but_python_cannot_read_is_a_syntax_e
 
 
 def test_the_ast_of_every_bundled_file_is_what_lark_s_transformer_built():
-    """The AST builder is a plain walk over lark's tree; lark's own Transformer is the oracle."""
+    """The AST builder is a plain walk over a tree with every token kept, spans taken from the
+    tokens; the oracle is lark's own Transformer over lark's usual tree (punctuation filtered
+    out) with lark's own position propagation."""
+    from engine.parser import _punctuation
+
+    lark = _oracle_lark()
+    assert _punctuation() == {s.name for r in lark.rules for s in r.expansion if s.is_term and s.filter_out}
+    golden = Path(__file__).resolve().parent / "golden" / "diagnostics"
+    sources = [*(Source.from_path(p, p.name) for p in [*RULES.rglob("*.elig"), *golden.rglob("*.elig")]),
+               *EXTRA_TEXTS]
+    compared = sum(_same_as_oracle(source) for source in sources)
+    assert compared >= len(list(RULES.rglob("*.elig"))) + len(EXTRA_TEXTS)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(from_lark(_lark(), start="start", explicit={
+    "NAME": names, "STRING": st.just('"text"'), "UNIT": st.sampled_from(["umol/L", "mg/dL", "%", "s", "years"]),
+    "FIELD": st.just("title"), "TRIAL_ID": st.just("NCT01234567"), "KEY": st.sampled_from(["I1", "E1", "I2"]),
+    "COMMENT": st.just("# c"),
+}))
+def test_the_ast_of_grammar_generated_text_is_what_lark_s_transformer_built(text):
+    _same_as_oracle(Source("generated.elig", text))
+
+
+def _same_as_oracle(source: Source) -> bool:
+    """Assert `parse` gives lark's Transformer's AST, spans included; False if lark rejects the text."""
     from lark import Transformer
-    from engine.parser import _ToAst, _parse_tree
-    from engine.diagnostics import DiagnosticSink
+    from engine.parser import _ToAst
 
     class Oracle(Transformer):
         def __default__(self, data, children, meta):
-            return getattr(_ToAst(), data)(meta, *children)
-    golden = Path(__file__).resolve().parent / "golden" / "diagnostics"
-    for path in [*RULES.rglob("*.elig"), *golden.rglob("*.elig")]:
-        source = Source.from_path(path, path.name)
-        tree = _parse_tree(source, DiagnosticSink(source))
-        if tree is not None:
-            ours, theirs = parse(source), Oracle().transform(tree)
-            assert ours == theirs and list(_with_spans(ours)) == list(_with_spans(theirs)), path.name
+            return getattr(_ToAst(), data)(Span.from_meta(meta), *children)
+    try:
+        tree = _oracle_lark().parse(source.text)
+    except UnexpectedInput:
+        return False
+    try:
+        theirs = Oracle().transform(tree)
+    except Exception:  # noqa: BLE001 — a literal the grammar lets through but the AST rejects
+        with pytest.raises(CompileError):
+            parse(source)
+        return True
+    ours = parse(source)
+    assert ours == theirs and list(_with_spans(ours)) == list(_with_spans(theirs)), source.name
+    return True
+
+
+@functools.cache
+def _oracle_lark():
+    from importlib import resources
+
+    from lark import Lark
+
+    grammar = resources.files("grammar").joinpath("criteria.lark").read_text(encoding="utf-8")
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+# Parenthesised and nested shapes whose spans come from punctuation (lark's "container" positions).
+EXTRA_TEXTS = [Source(f"extra{i}.elig", text) for i, text in enumerate([
+    "",
+    "# only a comment\n",
+    'inclusion I1 "x": (a or b) and not (c)',
+    'inclusion I1 "x": ((a)) or ((b and (c)))',
+    'exclusion E2 "y" when (sex is female) fresh within 3 days: not not (a)',
+    'define d "t" = (age >= 18 years) and (bili between 1 mg/dL and 2 mg/dL)',
+    'trial NCT1 { title: "t" phases: [] ids: [1, -2.5, "x"] }',
+    'inclusion I3 "z": 1 < inr <= 2 mg/dL',
+])]
 
 
 def _with_spans(value):
