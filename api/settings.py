@@ -7,18 +7,14 @@ people type into an environment variable; a JSON list is accepted too.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from engine.cachedir import default_cache_dir
 from engine.rules import DEFAULT_RULES_DIR
-
-
-def _default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elig"
 
 
 def _split(value: object) -> object:
@@ -38,7 +34,7 @@ class Settings(BaseSettings):
 
     rules_dir: Path = Field(DEFAULT_RULES_DIR, description="Rules root: trials/*.elig and lib/*.elig.")
     cache_dir: Path | None = Field(
-        default_factory=_default_cache_dir,
+        default_factory=default_cache_dir,
         description="Compile cache (engine/cache.py): restarts reuse unchanged trials. Empty turns it off.")
     tune_gc: bool = Field(True, description="Freeze the loaded rules out of the garbage collector's reach and "
                                             "collect less often: full collections over them stalled requests.")

@@ -12,13 +12,16 @@ and the parser resumes after the bad token so that one run reports every syntax 
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from importlib import resources
 
+import lark
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from . import ast
+from .cachedir import private_cache_dir
 from .diagnostics import CompileError, DiagnosticSink
 from .source import UNKNOWN_SPAN, Source, Span
 
@@ -39,16 +42,43 @@ def _lark() -> Lark:
     each node's span from its first and last token, which costs less than lark's position
     propagation did (a third of the parse) and gives the same spans, keywords and parentheses
     included (`test_the_ast_of_every_bundled_file_is_what_lark_s_transformer_built`)."""
-    grammar = resources.files("grammar").joinpath("criteria.lark").read_text(encoding="utf-8")
-    return Lark(grammar, parser="lalr", keep_all_tokens=True, maybe_placeholders=False)
+    grammar = _grammar()
+    return Lark(grammar, parser="lalr", keep_all_tokens=True, maybe_placeholders=False,
+                cache=_tables_file(grammar) or False)
+
+
+@functools.cache
+def _grammar() -> str:
+    return resources.files("grammar").joinpath("criteria.lark").read_text(encoding="utf-8")
+
+
+def _tables_file(grammar: str) -> str | None:
+    """Where lark keeps the parse tables it builds from the grammar, or None for no such file.
+
+    Building them takes ~55 ms, loading them ~4 ms, and every process that parses pays it
+    first: a service starting, its compile helper, each `elig` command. lark checks the file
+    against a hash of the grammar, its options and lark's version, and rebuilds (and rewrites,
+    atomically) when anything differs or the file is unreadable. The file is a pickle, so it is
+    kept only in a directory of this user's that nobody else can write (`private_cache_dir`).
+    """
+    directory = private_cache_dir("grammar")
+    if directory is None:
+        return None
+    digest = hashlib.sha256(grammar.encode("utf-8")).hexdigest()[:16]
+    return str(directory / f"lark-{lark.__version__}-{digest}.tables")
+
+
+_TERMINAL_DEFINITION = re.compile(r"^(?:%import\s+\w+\.)?([A-Z_][A-Z0-9_]*)\b", re.M)
 
 
 @functools.cache
 def _punctuation() -> frozenset[str]:
     """Terminals of the grammar's quoted strings (`"import"`, `"("`, `":"`): they place a node
-    but are not passed to `_ToAst`, as lark would have filtered them out."""
-    lark = _lark()
-    return frozenset(t.name for t in lark.terminals) - {name for name, *_ in lark.grammar.term_defs}
+    but are not passed to `_ToAst`, as lark would have filtered them out. They are the
+    terminals the grammar does not name itself (defined or imported at the start of a line);
+    the parser's tables may come from lark's cache, which does not keep the grammar."""
+    named = set(_TERMINAL_DEFINITION.findall(_grammar()))
+    return frozenset(t.name for t in _lark().terminals) - named
 
 
 def parse(source: Source) -> ast.Module:

@@ -1,7 +1,9 @@
-"""Small builders for patient records in tests: one line per lab, diagnosis or drug."""
+"""Small builders for tests: patient records (one line per lab, diagnosis or drug), and the
+parser that hypothesis generates criteria text from."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from engine.patient import Patient
@@ -63,3 +65,14 @@ def aclf_patient(**overrides) -> dict:
     }
     doc.update(overrides)
     return doc
+
+
+@functools.cache
+def grammar_lark():
+    """A parser built from the grammar text, for hypothesis's `from_lark` (which reads the
+    grammar's rules): the engine's own may come from lark's table cache, which keeps none."""
+    from lark import Lark
+
+    from engine.parser import _grammar
+
+    return Lark(_grammar(), parser="lalr", keep_all_tokens=True, maybe_placeholders=False)

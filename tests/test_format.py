@@ -17,8 +17,9 @@ from hypothesis.extra.lark import from_lark
 from engine import ast
 from engine.diagnostics import CompileError
 from engine.format import format_text, quote, scan_comments
-from engine.parser import _lark, parse
+from engine.parser import parse
 from engine.source import Source
+from tests.factories import grammar_lark
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILES = sorted((ROOT / "rules").rglob("*.elig"))
@@ -30,7 +31,7 @@ def _padded(*words: str) -> st.SearchStrategy[str]:
 
 def _explicit() -> dict[str, st.SearchStrategy[str]]:
     """Terminal strategies that lex as intended: keywords and names padded with spaces."""
-    grammar = _lark()
+    grammar = grammar_lark()
     explicit = {t.name: st.just(f" {t.pattern.value} ") for t in grammar.terminals if t.pattern.type == "str"}
     explicit.update(
         NAME=_padded("bilirubin_total", "inr", "pta", "sex", "hbsag", "cirrhosis", "x_1", "pregnant"),
@@ -54,7 +55,7 @@ def _explicit() -> dict[str, st.SearchStrategy[str]]:
     return explicit
 
 
-criteria_text = from_lark(_lark(), explicit=_explicit())
+criteria_text = from_lark(grammar_lark(), explicit=_explicit())
 
 
 def _parses(text: str) -> ast.Module | None:

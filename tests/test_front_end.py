@@ -12,6 +12,7 @@ from engine import compile_text
 from engine.diagnostics import CompileError
 from engine.parser import _lark, parse
 from engine.source import Source, Span
+from tests.factories import grammar_lark
 
 RULES = Path(__file__).resolve().parents[1] / "rules"
 HEADER = 'import "hepatology"\ntrial T1 { title: "t" }\nlabs fresh within 14 days\n'
@@ -112,7 +113,7 @@ names = st.sampled_from(["bilirubin_total", "inr", "pta", "hbsag", "meld", "cirr
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(from_lark(_lark(), start="start", explicit={
+@given(from_lark(grammar_lark(), start="start", explicit={
     "NAME": names, "STRING": st.just('"text"'), "UNIT": st.sampled_from(["umol/L", "mg/dL", "%", "s", "years"]),
     "FIELD": st.just("title"), "TRIAL_ID": st.just("NCT01234567"), "KEY": st.sampled_from(["I1", "E1", "I2"]),
     "COMMENT": st.just("# c"),
@@ -216,7 +217,7 @@ def test_the_ast_of_every_bundled_file_is_what_lark_s_transformer_built():
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(from_lark(_lark(), start="start", explicit={
+@given(from_lark(grammar_lark(), start="start", explicit={
     "NAME": names, "STRING": st.just('"text"'), "UNIT": st.sampled_from(["umol/L", "mg/dL", "%", "s", "years"]),
     "FIELD": st.just("title"), "TRIAL_ID": st.just("NCT01234567"), "KEY": st.sampled_from(["I1", "E1", "I2"]),
     "COMMENT": st.just("# c"),
@@ -281,3 +282,31 @@ def _with_spans(value):
     elif isinstance(value, (list, tuple)):
         for v in value:
             yield from _with_spans(v)
+
+
+def test_parse_tables_are_kept_in_a_private_cache_and_a_bad_file_is_rebuilt(tmp_path, monkeypatch):
+    """lark's tables are built once per machine and user, not once per process (~55 ms)."""
+    from engine import parser
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    text = 'inclusion I1 "x": (a or b) and age >= 18 years'
+    expected = parser._lark().parse(text)
+    built = parser._lark.__wrapped__()
+    [tables] = (tmp_path / "elig" / "grammar").iterdir()
+    assert (tmp_path / "elig" / "grammar").stat().st_mode & 0o777 == 0o700
+    assert built.parse(text) == expected
+    assert parser._lark.__wrapped__().parse(text) == expected  # from the file
+    tables.write_bytes(b"not tables\n")
+    assert parser._lark.__wrapped__().parse(text) == expected  # rebuilt, and the file rewritten
+    assert tables.read_bytes() != b"not tables\n"
+
+
+def test_parse_tables_are_not_read_from_a_directory_others_can_write(tmp_path, monkeypatch):
+    from engine import parser
+
+    (tmp_path / "elig" / "grammar").mkdir(parents=True)
+    (tmp_path / "elig" / "grammar").chmod(0o777)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert parser._tables_file(parser._grammar()) is None
+    assert parser._lark.__wrapped__().parse('inclusion I1 "x": a')
+    assert list((tmp_path / "elig" / "grammar").iterdir()) == []
