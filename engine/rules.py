@@ -15,6 +15,7 @@ import gc
 import os
 import pickle
 import queue
+import stat
 import subprocess
 import sys
 import threading
@@ -46,12 +47,18 @@ class RuleSet:
 
 
 class ImportResolver:
-    """Finds and parses imported libraries, once each, relative to the importer or `<root>/lib`."""
+    """Finds and parses imported libraries, once each, relative to the importer or `<root>/lib`.
+
+    A resolver serves one load (or one check), during which the files are taken not to change:
+    libraries are parsed once, and where an import leads is looked up once per name and
+    importer directory (`_locate`).
+    """
 
     def __init__(self, root: Path | None):
         self.root = root
         self.cache: dict[Path, tuple[Source, ast.Module]] = {}
         self.declarations: dict = {}  # the checker's per-library symbol tables (`checker._library_declarations`)
+        self._located: dict[tuple[str, str | None], Path | FileNotFoundError] = {}
 
     def __call__(self, name: str, importer: Source) -> tuple[Source, ast.Module]:
         path = self._locate(name, importer)
@@ -61,6 +68,28 @@ class ImportResolver:
         return self.cache[path]
 
     def _locate(self, name: str, importer: Source) -> Path:
+        """`_search`, remembered per (name, importer directory): 1,000 trial files importing the
+        same library made ~10 file-system calls each (~0.27 ms a file) to find the same path.
+
+        What `_search` finds depends on the importer only through its directory, as long as the
+        importer is a regular file and not a symbolic link (whose real directory is elsewhere),
+        or does not exist at all; any other importer is searched every time, as before.
+        """
+        key = _directory_key(importer.name)
+        if key is _UNKNOWN:
+            return self._search(name, importer)
+        found = self._located.get((name, key))
+        if found is None:
+            try:
+                found = self._search(name, importer)
+            except FileNotFoundError as exc:
+                found = exc
+            self._located[(name, key)] = found
+        if isinstance(found, FileNotFoundError):
+            raise FileNotFoundError(*found.args)
+        return found
+
+    def _search(self, name: str, importer: Source) -> Path:
         filename = name if name.endswith(".elig") else f"{name}.elig"
         candidates = []
         importer_path = Path(importer.name)
@@ -72,6 +101,22 @@ class ImportResolver:
             if c.is_file():
                 return c.resolve()
         raise FileNotFoundError("looked in " + ", ".join(display_name(c) for c in candidates))
+
+
+_UNKNOWN = object()
+
+
+def _directory_key(name: str):
+    """What an importer named `name` contributes to the search: its directory (as named) when it
+    is a regular file, None when it does not exist, `_UNKNOWN` otherwise (a symbolic link,
+    something unreadable...)."""
+    try:
+        mode = os.lstat(name).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        return _UNKNOWN
+    return os.path.dirname(name) if stat.S_ISREG(mode) else _UNKNOWN
 
 
 def display_name(path: Path) -> str:

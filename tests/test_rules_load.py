@@ -150,3 +150,48 @@ def test_big_files_through_default_sized_pipes_do_not_deadlock_the_helper(tmp_pa
     loader.join(120)
     assert "rules" in done, "the load with a helper process did not finish"
     assert _summary(done["rules"]) == _summary(load_rules(root, workers=0))
+
+
+# ---- where an import leads, looked up once per name and importer directory ----------------------
+
+def test_an_import_is_searched_once_per_name_and_directory(many_rules, monkeypatch):
+    from engine.source import Source
+
+    searched = []
+    real_search = rules_module.ImportResolver._search
+    monkeypatch.setattr(rules_module.ImportResolver, "_search",
+                        lambda self, name, importer: searched.append(name) or real_search(self, name, importer))
+    resolver = rules_module.ImportResolver(many_rules)
+    trials = sorted((many_rules / "trials").glob("*.elig"))[:3]
+    found = {resolver._locate("hepatology", Source(str(t), "")) for t in trials}
+    assert found == {(many_rules / "lib" / "hepatology.elig").resolve()} and searched == ["hepatology"]
+    for _ in range(2):  # a miss is remembered too, and raised the same way each time
+        with pytest.raises(FileNotFoundError) as missing:
+            resolver._locate("nowhere", Source(str(trials[0]), ""))
+        assert str(missing.value).startswith("looked in ")
+    assert searched == ["hepatology", "nowhere"]
+    assert load_rules(many_rules, workers=0).diagnostics  # BROKEN1/2 still report as before
+
+
+def test_an_importer_that_is_a_symbolic_link_looks_beside_its_target(tmp_path):
+    from engine.source import Source
+
+    root, elsewhere = tmp_path / "rules", tmp_path / "elsewhere"
+    (root / "trials").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "sibling.elig").write_text("", encoding="utf-8")
+    (elsewhere / "A.elig").write_text("", encoding="utf-8")
+    (root / "trials" / "A.elig").symlink_to(elsewhere / "A.elig")
+    (root / "trials" / "B.elig").write_text("", encoding="utf-8")
+    linked, plain = Source(str(root / "trials" / "A.elig"), ""), Source(str(root / "trials" / "B.elig"), "")
+    for order in ([linked, plain], [plain, linked]):
+        resolver = rules_module.ImportResolver(root)
+        for importer in order:
+            if importer is linked:
+                assert resolver._locate("sibling", importer) == (elsewhere / "sibling.elig").resolve()
+            else:
+                with pytest.raises(FileNotFoundError):
+                    resolver._locate("sibling", importer)
+    resolver = rules_module.ImportResolver(root)  # an importer that is no file: only the root is searched
+    with pytest.raises(FileNotFoundError, match="looked in"):
+        resolver._locate("sibling", Source("<text>", ""))
