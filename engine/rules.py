@@ -12,6 +12,7 @@ import collections
 import contextlib
 import dataclasses
 import gc
+import itertools
 import os
 import pickle
 import queue
@@ -19,6 +20,7 @@ import stat
 import subprocess
 import sys
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +137,8 @@ def compile_source(source: Source, resolver: ImportResolver) -> tuple[CompiledTr
 
 
 def load_rules(root: Path | str = DEFAULT_RULES_DIR, cache_dir: Path | str | None = None,
-               *, workers: int | None = None, write_behind: bool = False) -> RuleSet:
+               *, workers: int | None = None, write_behind: bool = False,
+               helpers: HelperStart | None = None) -> RuleSet:
     """Compile every trial file under `root/trials`; with `cache_dir`, reuse unchanged ones.
 
     Files the cache does not have are compiled in this process and, when there are many and a
@@ -147,10 +150,18 @@ def load_rules(root: Path | str = DEFAULT_RULES_DIR, cache_dir: Path | str | Non
     rules to use, so that a server starting with 1,000 new files is ready ~0.5 s sooner. The
     thread is not a daemon, so a process that exits normally waits for it; an entry it has not
     written yet is only a miss next time.
+
+    `helpers` (from `prestart_helpers`) are helper processes started ahead of this load, used
+    instead of starting new ones; whatever the load does not use is ended, as is everything
+    once it is over, also when it fails.
     """
     cache = CompileCache(Path(cache_dir)) if cache_dir else None
-    with _collector_paused():
-        rules, fresh = _load_rules(Path(root).resolve(), cache, workers)
+    try:
+        with _collector_paused():
+            rules, fresh = _load_rules(Path(root).resolve(), cache, workers, helpers)
+    finally:
+        if helpers is not None:
+            helpers.close()
     if cache is not None and fresh:
         if write_behind:
             # daemon=False explicitly: a thread inherits it from its creator, and a server loads
@@ -185,7 +196,8 @@ def _collector_paused():
             gc.enable()
 
 
-def _load_rules(root: Path, cache: CompileCache | None, workers: int | None) -> tuple[RuleSet, list]:
+def _load_rules(root: Path, cache: CompileCache | None, workers: int | None,
+                prestarted: HelperStart | None = None) -> tuple[RuleSet, list]:
     """The rule set, and (source, compiled, warnings) of each file compiled now, for the cache."""
     rules = RuleSet(root)
     resolver = ImportResolver(root)
@@ -193,8 +205,9 @@ def _load_rules(root: Path, cache: CompileCache | None, workers: int | None) -> 
     outcomes: list = [cache.get(source) if cache is not None else None for source in sources]
     misses = [i for i, hit in enumerate(outcomes) if hit is None]
     helpers = _helper_count(workers, len(misses))
+    started = prestarted.take(root, helpers) if prestarted is not None else []
     if helpers:
-        _compile_shared(sources, misses, outcomes, resolver, root, helpers)
+        _compile_shared(sources, misses, outcomes, resolver, root, helpers, started)
     for i in misses:
         if outcomes[i] is None:
             outcomes[i] = _compile_outcome(sources[i], resolver)
@@ -240,15 +253,102 @@ _HELPER_PATIENCE = 60.0  # seconds a helper may still take once this process has
 def _helper_count(workers: int | None, files: int) -> int:
     if workers is not None:
         return max(0, workers) if files else 0
+    return min(_cpus() - 1, 1) if files >= PARALLEL_MIN_FILES else 0
+
+
+def _cpus() -> int:
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    return min(cpus - 1, 1) if files >= PARALLEL_MIN_FILES else 0
+        return os.cpu_count() or 1
 
 
-def _compile_shared(sources, misses, outcomes, resolver, root: Path, helpers: int) -> None:
-    """Fill `outcomes[i]` for the `misses`, here and in `helpers` processes; any left are None."""
+def prestart_helpers(root: Path | str, workers: int | None = None) -> HelperStart:
+    """Start the helper processes a first load of `root` will likely want, before it begins.
+
+    A helper spends ~0.4 s importing the engine and what its first file needs (the units'
+    registry) before it answers; started by the load, it did so while this process compiled
+    alone. Started ahead, it does so while this process still has other things to do (a
+    server: building the app, starting up). The guess is cheap: `_helper_count`'s rule
+    (a second CPU, at least `PARALLEL_MIN_FILES` files) over a listing of `<root>/trials`,
+    nothing read. Files the compile cache has are not known yet, so a server restarted with a
+    warm cache starts a helper it does not need; the load ends it at once (a fraction of a
+    CPU-second on the other CPU, in parallel with this process).
+
+    Hand the result to that load (`load_rules(..., helpers=...)`), which ends what it does not
+    use. A `HelperStart` never handed over ends its processes when it is garbage-collected or
+    at interpreter exit; until then an idle helper waits for its input, using no CPU.
+    """
+    root = Path(root).resolve()
+    try:
+        files = sum(1 for _ in itertools.islice((root / "trials").glob("*.elig"), PARALLEL_MIN_FILES))
+    except OSError:
+        files = 0
+    processes: list[subprocess.Popen] = []
+    try:
+        for _ in range(_helper_count(workers, files)):
+            processes.append(_spawn_helper())
+    except OSError:  # no process to spare now: the load starts its own, or compiles alone
+        pass
+    return HelperStart(root, processes)
+
+
+class HelperStart:
+    """Helper processes started ahead of one load (`prestart_helpers`); that load ends them.
+
+    Used once, by a load of the same root from the same working directory (a helper names
+    imported libraries relative to its own); any other load ignores them, and `close` ends them.
+    """
+
+    def __init__(self, root: Path, processes: list[subprocess.Popen]):
+        self.root = root
+        self.cwd = os.getcwd()
+        self.processes = tuple(processes)
+        self._taken = False
+        self._finalizer = weakref.finalize(self, _end_helpers, self.processes)
+
+    def take(self, root: Path, count: int) -> list[subprocess.Popen]:
+        """Up to `count` processes for a load of `root`, once; those not taken are ended now, so
+        that they do not compete with the load for a CPU."""
+        usable = not self._taken and root == self.root and os.getcwd() == self.cwd
+        self._taken = True
+        taken = list(self.processes[:count]) if usable else []
+        _end_helpers(self.processes[len(taken):])
+        return taken
+
+    def close(self) -> None:
+        """End every process (idempotent); a load calls it once over, when those it used are done."""
+        self._taken = True
+        self._finalizer()
+
+
+def _end_helpers(processes) -> None:
+    """End helper processes, whatever state they are in, and reap them.
+
+    Killed rather than asked to stop: a helper not handed any work has nothing to finish and
+    might still be importing the engine, which the caller (a starting load) would wait for.
+    One that was used has exited already (its feeder closed its input and waited for it).
+    """
+    for process in processes:
+        for pipe in (process.stdin, process.stdout):
+            try:
+                if pipe is not None:
+                    pipe.close()
+            except OSError:  # a buffered write to a helper that died: nothing to flush it to
+                pass
+        process.kill()  # nothing if it has exited
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def _compile_shared(sources, misses, outcomes, resolver, root: Path, helpers: int,
+                    started: list[subprocess.Popen] = ()) -> None:
+    """Fill `outcomes[i]` for the `misses`, here and in `helpers` processes; any left are None.
+
+    The first helpers are the `started` processes (`prestart_helpers`) when given; the others
+    are started now."""
     work = collections.deque(misses[i:i + _CHUNK] for i in range(0, len(misses), _CHUNK))
     lock = threading.Lock()
 
@@ -258,9 +358,11 @@ def _compile_shared(sources, misses, outcomes, resolver, root: Path, helpers: in
 
     running: list[subprocess.Popen] = []
     libraries = {(s.name, s.text): s for s, _module in resolver.cache.values()}  # see `_shared_libraries`
+    started = list(started)[:helpers]
     feeders = [threading.Thread(target=_feed_helper,
-                                args=(sources, outcomes, take, work, lock, root, running, libraries),
-                                daemon=True) for _ in range(helpers)]
+                                args=(sources, outcomes, take, work, lock, root, running, libraries,
+                                      started[k] if k < len(started) else None),
+                                daemon=True) for k in range(helpers)]
     for feeder in feeders:
         feeder.start()
     try:
@@ -279,11 +381,13 @@ def _compile_shared(sources, misses, outcomes, resolver, root: Path, helpers: in
             feeder.join()
 
 
+
 _IN_FLIGHT = 2  # chunks sent ahead, so the helper never waits for this process to read its answer
 
 
-def _feed_helper(sources, outcomes, take, work, lock, root: Path, running: list, libraries: dict) -> None:
-    """Run one helper process until the work runs out or the helper fails.
+def _feed_helper(sources, outcomes, take, work, lock, root: Path, running: list, libraries: dict,
+                 helper: subprocess.Popen | None = None) -> None:
+    """Run one helper process (`helper`, or one started now) until the work runs out or it fails.
 
     Two chunks are in flight: while this thread waits for the GIL (held by this process's own
     compiling, up to a switch interval) and reads an answer, the helper already works on the
@@ -291,12 +395,8 @@ def _feed_helper(sources, outcomes, take, work, lock, root: Path, running: list,
     """
     in_flight: collections.deque = collections.deque()
     try:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-            [str(_ENGINE_HOME), *filter(None, [os.environ.get("PYTHONPATH")])]))
-        with subprocess.Popen([sys.executable, "-c", _HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.DEVNULL, env=env, cwd=os.getcwd()) as helper:
+        with (helper if helper is not None else _spawn_helper()) as helper:
             running.append(helper)
-            _widen(helper.stdout)
             try:
                 _send(helper.stdin, str(root))
                 while True:
@@ -324,6 +424,16 @@ def _feed_helper(sources, outcomes, take, work, lock, root: Path, running: list,
                 outcomes[i] = None
             with lock:
                 work.append(chunk)
+
+
+def _spawn_helper() -> subprocess.Popen:
+    """A helper process, told nothing yet: its first message names the rules root."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(_ENGINE_HOME), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    helper = subprocess.Popen([sys.executable, "-c", _HELPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, env=env, cwd=os.getcwd())
+    _widen(helper.stdout)
+    return helper
 
 
 def _from_reply(reply, libraries: dict):

@@ -195,3 +195,101 @@ def test_an_importer_that_is_a_symbolic_link_looks_beside_its_target(tmp_path):
     resolver = rules_module.ImportResolver(root)  # an importer that is no file: only the root is searched
     with pytest.raises(FileNotFoundError, match="looked in"):
         resolver._locate("sibling", Source("<text>", ""))
+
+
+# ---- helpers started ahead of the load (`prestart_helpers`) -------------------------------------
+
+def _ended(process) -> bool:
+    return process.poll() is not None
+
+
+def test_a_prestarted_helper_is_the_one_the_load_uses(many_rules, monkeypatch, slow_here):
+    serial = load_rules(many_rules, workers=0)
+    start = rules_module.prestart_helpers(many_rules, workers=1)
+    assert len(start.processes) == 1
+    spawned = []
+    real_spawn = rules_module._spawn_helper
+    monkeypatch.setattr(rules_module, "_spawn_helper", lambda: spawned.append(1) or real_spawn())
+    shared = load_rules(many_rules, workers=1, helpers=start)
+    assert slow_here, "the prestarted helper compiled nothing"
+    assert not spawned, "the load started a helper of its own"
+    assert _summary(shared) == _summary(serial)
+    assert _ended(start.processes[0])
+
+
+@pytest.mark.parametrize("workers", [None, 0])
+def test_a_prestarted_helper_the_load_does_not_need_is_ended(many_rules, tmp_path, monkeypatch, workers):
+    """As when a server restarts with a warm compile cache: too few misses to share, or no sharing."""
+    monkeypatch.setattr(rules_module, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(rules_module, "_cpus", lambda: 2)
+    load_rules(many_rules, tmp_path / "cache", workers=0)  # all but the 2 broken files are cached
+    start = rules_module.prestart_helpers(many_rules)
+    assert len(start.processes) == 1
+    while_compiling = []
+    real = rules_module._compile_outcome
+    monkeypatch.setattr(rules_module, "_compile_outcome",
+                        lambda *args: while_compiling.append(_ended(start.processes[0])) or real(*args))
+    rules = load_rules(many_rules, tmp_path / "cache", workers=workers, helpers=start)
+    assert len(rules.trials) == 35 and len(rules.failed_files) == 2
+    assert while_compiling == [True, True]  # ended before this process compiled the 2 misses
+
+
+@pytest.mark.parametrize("where", ["before the compiling", "while compiling"])
+def test_a_prestarted_helper_is_ended_when_the_load_fails(many_rules, monkeypatch, where):
+    start = rules_module.prestart_helpers(many_rules, workers=1)
+
+    def boom(*args):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(rules_module, "ImportResolver" if where == "before the compiling" else "_compile_outcome", boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        load_rules(many_rules, workers=1, helpers=start)
+    assert _ended(start.processes[0])
+
+
+def test_a_prestarted_helper_that_died_before_the_load_loses_no_file(many_rules):
+    serial = load_rules(many_rules, workers=0)
+    start = rules_module.prestart_helpers(many_rules, workers=1)
+    start.processes[0].kill()
+    start.processes[0].wait()
+    assert _summary(load_rules(many_rules, workers=1, helpers=start)) == _summary(serial)
+
+
+def test_a_prestarted_helper_serves_one_load_of_its_own_root(many_rules, monkeypatch):
+    spawned = []
+    real_spawn = rules_module._spawn_helper
+    start = rules_module.prestart_helpers(many_rules, workers=1)
+    monkeypatch.setattr(rules_module, "_spawn_helper", lambda: spawned.append(1) or real_spawn())
+    other = load_rules(rules_module.DEFAULT_RULES_DIR, workers=1, helpers=start)  # another root: not used
+    assert other.trials and _ended(start.processes[0]) and spawned == [1]
+    load_rules(many_rules, workers=1, helpers=start)  # already spent: the load starts its own
+    assert spawned == [1, 1]
+
+
+def test_prestarting_takes_many_files_and_a_second_cpu(many_rules, monkeypatch):
+    assert rules_module.prestart_helpers(many_rules).processes == ()  # 37 files, fewer than PARALLEL_MIN_FILES
+    monkeypatch.setattr(rules_module, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(rules_module, "_cpus", lambda: 1)
+    assert rules_module.prestart_helpers(many_rules).processes == ()
+    monkeypatch.setattr(rules_module, "_cpus", lambda: 2)
+    start = rules_module.prestart_helpers(many_rules)
+    try:
+        assert len(start.processes) == 1
+    finally:
+        start.close()
+    assert _ended(start.processes[0])
+    assert rules_module.prestart_helpers(many_rules.parent / "no such rules").processes == ()
+
+
+def test_the_registry_hands_its_prestarted_helper_to_its_first_load(many_rules, monkeypatch, slow_here):
+    from api.registry import RuleRegistry
+
+    serial = load_rules(many_rules, workers=0)
+    monkeypatch.setattr(rules_module, "PARALLEL_MIN_FILES", 10)
+    monkeypatch.setattr(rules_module, "_cpus", lambda: 2)
+    registry = RuleRegistry(many_rules)
+    process = registry._helpers.processes[0]
+    assert list(registry.snapshot.trials) == sorted(serial.trials)
+    assert slow_here, "the prestarted helper compiled nothing"
+    assert _ended(process) and registry._helpers is None
+    assert registry.reload().snapshot.generation == 2  # later loads start helpers when they need them
+
