@@ -293,3 +293,13 @@ def test_the_registry_hands_its_prestarted_helper_to_its_first_load(many_rules, 
     assert _ended(process) and registry._helpers is None
     assert registry.reload().snapshot.generation == 2  # later loads start helpers when they need them
 
+
+def test_a_shared_load_restores_the_switch_interval():
+    import sys
+
+    before = sys.getswitchinterval()
+    with rules_module._switching_often():
+        with rules_module._switching_often():
+            assert sys.getswitchinterval() == min(before, rules_module._SWITCH_INTERVAL)
+        assert sys.getswitchinterval() == min(before, rules_module._SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == before
