@@ -110,14 +110,15 @@ def test_random_text_never_crashes(text):
 
 names = st.sampled_from(["bilirubin_total", "inr", "pta", "hbsag", "meld", "cirrhosis", "hiv", "sex", "age",
                          "pregnant", "woman_of_childbearing_potential", "nonsense"])
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(from_lark(grammar_lark(), start="start", explicit={
+generated_text = from_lark(grammar_lark(), start="start", explicit={
     "NAME": names, "STRING": st.just('"text"'), "UNIT": st.sampled_from(["umol/L", "mg/dL", "%", "s", "years"]),
     "FIELD": st.just("title"), "TRIAL_ID": st.just("NCT01234567"), "KEY": st.sampled_from(["I1", "E1", "I2"]),
     "COMMENT": st.just("# c"),
-}))
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(generated_text)
 def test_grammar_generated_text_compiles_or_gives_diagnostics(text):
     try:
         compile_text(text, rules_root=RULES)
@@ -217,11 +218,7 @@ def test_the_ast_of_every_bundled_file_is_what_lark_s_transformer_built():
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(from_lark(grammar_lark(), start="start", explicit={
-    "NAME": names, "STRING": st.just('"text"'), "UNIT": st.sampled_from(["umol/L", "mg/dL", "%", "s", "years"]),
-    "FIELD": st.just("title"), "TRIAL_ID": st.just("NCT01234567"), "KEY": st.sampled_from(["I1", "E1", "I2"]),
-    "COMMENT": st.just("# c"),
-}))
+@given(generated_text)
 def test_the_ast_of_grammar_generated_text_is_what_lark_s_transformer_built(text):
     _same_as_oracle(Source("generated.elig", text))
 
