@@ -107,6 +107,17 @@ def by_patients(counts: list[int], repeats: int) -> list[dict]:
     return out
 
 
+def _panel(ax, xs: list, series: list[tuple[str, str, list]], **labels) -> None:
+    """Log-log curves against N, with a linear reference through the first series' last point."""
+    for label, style, ys in series:
+        ax.loglog(xs, ys, style, label=label)
+    ref = series[0][2][-1] / xs[-1]
+    ax.loglog(xs, [ref * x for x in xs], ":", color="grey", label="linear")
+    ax.set(**labels)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+
+
 def plot(trials: list[dict], patients: list[dict], path: Path) -> bool:
     try:
         import matplotlib
@@ -115,21 +126,13 @@ def plot(trials: list[dict], patients: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
-    xs = [r["trials"] for r in trials]
-    a.loglog(xs, [r["screening_ms"] for r in trials], "o-", label="screening (statuses of N trials)")
-    a.loglog(xs, [r["ms"] for r in trials], "s--", label="bundle JSON → statuses")
-    ref = trials[-1]["screening_ms"] / xs[-1]
-    a.loglog(xs, [ref * x for x in xs], ":", color="grey", label="linear")
-    a.set(xlabel="trials", ylabel="ms per patient", title="one 300-resource patient, N trials")
-    a.legend(fontsize=8)
-    a.grid(True, which="both", alpha=0.3)
-    xs = [r["patients"] for r in patients]
-    b.loglog(xs, [r["seconds"] for r in patients], "o-", label="NDJSON → statuses, 5 trials")
-    ref = patients[-1]["seconds"] / xs[-1]
-    b.loglog(xs, [ref * x for x in xs], ":", color="grey", label="linear")
-    b.set(xlabel="patients", ylabel="seconds", title="N native patients, every bundled trial")
-    b.legend(fontsize=8)
-    b.grid(True, which="both", alpha=0.3)
+    _panel(a, [r["trials"] for r in trials],
+           [("screening (statuses of N trials)", "o-", [r["screening_ms"] for r in trials]),
+            ("bundle JSON → statuses", "s--", [r["ms"] for r in trials])],
+           xlabel="trials", ylabel="ms per patient", title="one 300-resource patient, N trials")
+    _panel(b, [r["patients"] for r in patients],
+           [("NDJSON → statuses, 5 trials", "o-", [r["seconds"] for r in patients])],
+           xlabel="patients", ylabel="seconds", title="N native patients, every bundled trial")
     fig.suptitle(f"elig scaling ({machine()})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
