@@ -47,15 +47,26 @@ class _Emitter:
 
     def emit(self, node: ir.IR, depth: int) -> str:
         """Append statements computing `node` and return the variable that holds its value."""
-        name = f"N{node.nid}"
-        self.nodes[name] = node
-        var = f"v{node.nid}"
+        var = self._variable(node)
         method = getattr(self, f"emit_{type(node).__name__}", None)
         if method is None:
-            self.line(depth, f"{var} = L_{type(node).__name__}(f, {name}, tr)")
+            self.line(depth, f"{var} = L_{type(node).__name__}(f, {self._node(node)}, tr)")
         else:
             method(node, var, depth)
         return var
+
+    def _variable(self, node: ir.IR) -> str:
+        """The variable for `node`'s value; here named by node id, with the node bound as `N<id>`."""
+        self.nodes[f"N{node.nid}"] = node
+        return f"v{node.nid}"
+
+    def _node(self, node: ir.IR) -> str:
+        """How the generated code refers to `node` itself."""
+        return f"N{node.nid}"
+
+    def _children(self, node: ir.IR) -> str:
+        """How the generated code refers to the ids of `node`'s children (for the trace)."""
+        return "(" + "".join(f"{c.nid}, " for c in ir.children(node)) + ")"
 
     def emit_And(self, node: ir.And, var: str, depth: int) -> None:
         self._connective(node, var, depth, stop="False", identity="True")
@@ -91,9 +102,8 @@ class _Emitter:
     def _record(self, node, var: str, depth: int) -> None:
         if not self.traced:
             return
-        kids = ", ".join(str(c.nid) for c in ir.children(node))
         self.line(depth, "if tr is not None:")
-        self.line(depth + 1, f"record_branch(tr, N{node.nid}, {var}, ({kids},))")
+        self.line(depth + 1, f"record_branch(tr, {self._node(node)}, {var}, {self._children(node)})")
 
 
 @dataclass
@@ -107,22 +117,15 @@ class _ShapeEmitter(_Emitter):
         self.consts.append(value)
         return f"K{len(self.consts) - 1}"
 
-    def emit(self, node: ir.IR, depth: int) -> str:
-        var = f"v{self.nvars}"
+    def _variable(self, node: ir.IR) -> str:
         self.nvars += 1
-        method = getattr(self, f"emit_{type(node).__name__}", None)
-        if method is None:
-            self.line(depth, f"{var} = L_{type(node).__name__}(f, {self.const(node)}, tr)")
-        else:
-            method(node, var, depth)
-        return var
+        return f"v{self.nvars - 1}"
 
-    def _record(self, node, var: str, depth: int) -> None:
-        if not self.traced:
-            return
-        kids = tuple(c.nid for c in ir.children(node))
-        self.line(depth, "if tr is not None:")
-        self.line(depth + 1, f"record_branch(tr, {self.const(node)}, {var}, {self.const(kids)})")
+    def _node(self, node: ir.IR) -> str:
+        return self.const(node)
+
+    def _children(self, node: ir.IR) -> str:
+        return self.const(tuple(c.nid for c in ir.children(node)))
 
 
 # A part of a compiled trial: (name, source, constants). `source` defines `make(...)`, which takes

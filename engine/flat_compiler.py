@@ -93,8 +93,7 @@ class _FlatEmitter(_Emitter):
         expr = self._flag_expr(node)
         if expr is None:
             return super().emit(node, depth)
-        var = f"v{node.nid}"
-        self.nodes[f"N{node.nid}"] = node
+        var = self._variable(node)
         self.line(depth, f"{var} = {expr}")
         return var
 
