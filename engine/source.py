@@ -25,12 +25,6 @@ class Span:
         return Span, (self.line, self.column, self.end_line, self.end_column, self.start, self.end)
 
     @classmethod
-    def from_meta(cls, meta) -> "Span":
-        if getattr(meta, "empty", True):
-            return UNKNOWN_SPAN
-        return cls(meta.line, meta.column, meta.end_line, meta.end_column, meta.start_pos, meta.end_pos)
-
-    @classmethod
     def from_token(cls, tok) -> "Span":
         return cls(tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
 
