@@ -15,19 +15,23 @@ nodes of that same trial, pickled together), and the bytecode of each part's sou
 the compiler compiles once per shape per process (`compiler.shape_code`).
 
 Anything unreadable, corrupt or from another engine is a miss, never an error. Entries are
-pickles, so the directory must be writable only by the service's own user (it is created 0700).
+pickles, so a directory that another user owns or that others can write is not used at all
+(`cachedir.private_dir`; one that is missing is created 0700), with a warning on the
+`elig.cache` logger: an entry planted there would run code as this user.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import pickle
 import sys
 import threading
 from pathlib import Path
 
+from .cachedir import private_dir
 from .compiler import CompiledTrial, compile_checked, remember_shape, shape_bytecode
 from .diagnostics import Diagnostic
 from .source import Source
@@ -48,6 +52,8 @@ def engine_fingerprint() -> str:
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
+_log = logging.getLogger("elig.cache")
+
 
 class CompileCache:
     """A directory of entries, one per trial file version."""
@@ -55,6 +61,17 @@ class CompileCache:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
         self._libraries: dict[tuple[str, str], tuple[Source, str] | None] = {}
+        self._private: bool | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether the directory is private, which is decided (and a missing one created) once."""
+        if self._private is None:
+            self._private = private_dir(self.directory) is not None
+            if not self._private:
+                _log.warning("compile cache %s not used: it cannot be made, or is not private to this user",
+                             self.directory)
+        return self._private
 
     def _entry_path(self, source: Source) -> Path:
         key = _sha("\0".join((engine_fingerprint(), source.name, source.text)))
@@ -62,6 +79,8 @@ class CompileCache:
 
     def get(self, source: Source) -> tuple[CompiledTrial, list[Diagnostic]] | None:
         """The cached trial and its warnings, or None when absent or out of date."""
+        if not self.usable:
+            return None
         try:
             with open(self._entry_path(source), "rb") as f:
                 entry = _EntryUnpickler(f, self).load()
@@ -76,12 +95,13 @@ class CompileCache:
 
     def put(self, source: Source, compiled: CompiledTrial, warnings: list[Diagnostic]) -> None:
         """Store an entry; a cache that cannot be written is simply not used."""
+        if not self.usable:
+            return
         libraries = {id(s): (os.path.abspath(s.name), s.name, _sha(s.text)) for s in compiled.checked.sources[1:]}
         shapes = dict.fromkeys(source for _name, source, _consts in compiled.parts)
         entry = {"libraries": list(libraries.values()), "checked": compiled.checked, "parts": compiled.parts,
                  "codes": [(s, shape_bytecode(s)) for s in shapes], "warnings": warnings}
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             target = self._entry_path(source)
             partial = target.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
             with open(partial, "wb") as f:

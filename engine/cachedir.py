@@ -17,8 +17,13 @@ def default_cache_dir() -> Path:
 
 
 def private_cache_dir(name: str, base: Path | None = None) -> Path | None:
-    """`<base>/<name>`, created 0700 if missing; None if it cannot be made or is not private."""
-    directory = (base or default_cache_dir()) / name
+    """`<base>/<name>` (base: `default_cache_dir()`) as `private_dir` makes it."""
+    return private_dir((base or default_cache_dir()) / name)
+
+
+def private_dir(directory: Path) -> Path | None:
+    """`directory`, created 0700 if missing; None if it cannot be made or is not private
+    (owned by another user, or writable by its group or by anyone)."""
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = directory.stat()

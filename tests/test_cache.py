@@ -66,6 +66,31 @@ def test_an_unwritable_cache_is_simply_not_used(rules_copy, tmp_path):
     assert CompileCache(blocker / "cache").directory == blocker / "cache"
 
 
+def test_a_cache_directory_others_can_write_is_neither_read_nor_written(rules_copy, tmp_path, monkeypatch, caplog):
+    """Entries are pickles: one planted in a shared directory would run as this user."""
+    cache = tmp_path / "cache"
+    load_rules(rules_copy, cache)  # five good entries, in a directory made 0700
+    assert cache.stat().st_mode & 0o777 == 0o700
+    cache.chmod(0o777)
+
+    def compiled_again(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+    import engine.rules
+    real, calls = engine.rules.compile_source, []
+    monkeypatch.setattr("engine.rules.compile_source", compiled_again)
+    entries = {entry: entry.stat().st_mtime_ns for entry in cache.iterdir()}
+    with caplog.at_level("WARNING", logger="elig.cache"):
+        assert len(load_rules(rules_copy, cache).trials) == 5
+    assert len(calls) == 5  # no entry read: every trial compiled
+    assert {entry: entry.stat().st_mtime_ns for entry in cache.iterdir()} == entries  # none written
+    assert "not private" in caplog.text
+    cache.chmod(0o700)
+    calls.clear()
+    load_rules(rules_copy, cache)
+    assert calls == []  # private again: the entries are used
+
+
 def test_an_entry_of_an_earlier_format_is_a_clean_miss(rules_copy, tmp_path):
     """Entries written before per-shape compilation held one marshalled module and its source."""
     import pickle
